@@ -1,0 +1,37 @@
+"""Everything a request handler needs that lives as long as the process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from otaml.core.config import Settings
+from otaml.fleet.checkins import CheckinBuffer
+from otaml.fleet.tokens import TokenCache
+from otaml.releases.serving import ManifestCache
+from otaml.storage.blobs import BlobStore
+from otaml.storage.static_mirror import StaticMirror
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    engine: Engine
+    store: BlobStore
+    mirror: StaticMirror
+    checkins: CheckinBuffer
+    tokens: TokenCache
+    manifests: ManifestCache
+
+    @classmethod
+    def create(cls, settings: Settings, engine: Engine) -> ServerContext:
+        return cls(
+            settings=settings,
+            engine=engine,
+            store=BlobStore(settings.data_dir),
+            mirror=StaticMirror(settings.data_dir / "static", settings.default_channel),
+            checkins=CheckinBuffer(),
+            tokens=TokenCache(engine),
+            manifests=ManifestCache(engine),
+        )

@@ -1,0 +1,70 @@
+"""The FastAPI application: ``create_app(settings)``; ``release serve`` runs it under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
+
+from otaml import __version__
+from otaml.api.context import ServerContext
+from otaml.api.routes import binaries, channels, devices, info, manifests, releases
+from otaml.core.config import Settings
+from otaml.core.db import init_db, make_engine
+from otaml.core.errors import OtamlError
+from otaml.releases.publishing import rebuild_mirror
+
+log = logging.getLogger("otaml.server")
+
+
+async def _flush_loop(ctx: ServerContext) -> None:
+    while True:
+        await asyncio.sleep(ctx.settings.checkin_flush_interval)
+        try:
+            await run_in_threadpool(ctx.checkins.flush, ctx.engine)
+        except Exception:  # keep polling alive; the batch was put back and is retried
+            log.exception("check-in flush failed; retrying in %.1fs", ctx.settings.checkin_flush_interval)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        init_db(engine)
+        ctx = ServerContext.create(settings, engine)
+        with Session(engine) as session:
+            rebuild_mirror(session, ctx.store, ctx.mirror)
+        app.state.ctx = ctx
+        flusher = asyncio.create_task(_flush_loop(ctx))
+        log.info("otaml %s serving project %r at %s (data in %s)", __version__, settings.project, settings.base_url, settings.data_dir)
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            written = ctx.checkins.flush(engine)  # no answered check-in is lost to a clean stop
+            log.info("flushed %d pending check-ins on shutdown", written)
+            engine.dispose()
+
+    app = FastAPI(title="otaml release server", version=__version__, lifespan=lifespan)
+
+    @app.exception_handler(OtamlError)
+    async def _otaml_error(_request: Request, exc: OtamlError) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status,
+            content={"detail": str(exc), "error": type(exc).__name__},
+            headers=getattr(exc, "headers", None),
+        )
+
+    for module in (manifests, binaries, releases, channels, devices, info):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,31 @@
+"""Device-facing: content-addressed binaries with Range (for resumed downloads) and strong ETags."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+from fastapi.responses import FileResponse
+
+from otaml.api.deps import ContextDep
+from otaml.core.errors import NotFoundError
+
+router = APIRouter(prefix="/binaries", tags=["binaries"])
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@router.api_route("/{sha256}/{filename}", methods=["GET", "HEAD"], summary="Download a published binary")
+def get_binary(
+    sha256: str, filename: str, ctx: ContextDep, if_none_match: Annotated[str | None, Header()] = None
+) -> Response:
+    if not _SHA_RE.match(sha256) or not ctx.store.exists(sha256):
+        raise NotFoundError("Binary not found")
+    # The bytes never change for a sha256, so the digest is a strong validator (also for If-Range).
+    etag = f'"{sha256}"'
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
+    if if_none_match is not None and etag in (t.strip() for t in if_none_match.split(",")):
+        return Response(status_code=304, headers=headers)
+    return FileResponse(
+        ctx.store.path_for(sha256), media_type="application/octet-stream", filename=filename, headers=headers
+    )

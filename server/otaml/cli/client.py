@@ -1,0 +1,118 @@
+"""HTTP client for the release server's admin API. Every failure is a ServerError (or a subclass the
+server named), carrying the server's own sentence."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from otaml.core import errors
+from otaml.core.errors import AuthError, ServerError
+
+CHUNK = 64 * 1024
+
+
+class ReleaseClient:
+    def __init__(self, server: str, token: str, timeout: float = 60.0):
+        self.server = server.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.server, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ReleaseClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            r = self._http.request(method, path, **kw)
+        except httpx.TransportError as e:
+            raise ServerError(f"cannot reach the release server at {self.server}: {e or type(e).__name__}") from None
+        if r.status_code >= 400:
+            raise _error_from(r)
+        return r.json() if r.content else None
+
+    def info(self) -> dict[str, Any]:
+        return self._request("GET", "/api/info")
+
+    def publish(
+        self,
+        *,
+        path: Path,
+        channel: str,
+        manifest: bytes,
+        signature: str,
+        public_pem: str,
+        legacy_clients: bool,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        size = path.stat().st_size
+
+        def body() -> Iterator[bytes]:
+            with open(path, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    yield chunk
+                    if on_progress:
+                        on_progress(len(chunk))
+
+        return self._request(
+            "POST",
+            "/api/releases",
+            params={"channel": channel, "filename": path.name, "legacy_clients": str(legacy_clients).lower()},
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(size),
+                "X-Otaml-Manifest": base64.b64encode(manifest).decode(),
+                "X-Otaml-Signature": signature,
+                "X-Otaml-Public-Key": base64.b64encode(public_pem.encode()).decode(),
+            },
+            content=body(),
+        )
+
+    def refresh(self, *, channel: str, manifest: bytes, signature: str) -> dict[str, Any]:
+        return self._request(
+            "POST",
+            f"/api/channels/{channel}/manifests",
+            headers={"Content-Type": "application/json", "X-Otaml-Signature": signature},
+            content=manifest,
+        )
+
+    def releases(self, channel: str | None = None) -> dict[str, Any]:
+        return self._request("GET", "/api/releases", params={"channel": channel} if channel else None)
+
+    def enroll(self, device_id: str) -> dict[str, Any]:
+        return self._request("POST", "/api/devices", json={"device_id": device_id})
+
+    def devices(self, **filters: Any) -> dict[str, Any]:
+        return self._request("GET", "/api/devices", params={k: v for k, v in filters.items() if v is not None})
+
+    def events(self, device_id: str, limit: int = 50) -> dict[str, Any]:
+        return self._request("GET", f"/api/devices/{device_id}/events", params={"limit": limit})
+
+
+def _error_from(r: httpx.Response) -> errors.OtamlError:
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, list):  # FastAPI request validation: name the first bad field
+        first = detail[0] if detail else {}
+        where = ".".join(str(p) for p in first.get("loc", [])[1:]) or "request"
+        detail = f"invalid {where}: {first.get('msg', 'rejected')}"
+    message = detail or f"HTTP {r.status_code} from {r.request.url}"
+    if r.status_code == 401:
+        return AuthError(f"{message} (check --token / OTAML_ADMIN_TOKEN)")
+    cls = getattr(errors, str(body.get("error", "")) if isinstance(body, dict) else "", None)
+    if isinstance(cls, type) and issubclass(cls, errors.OtamlError):
+        return cls(message)
+    return ServerError(f"server answered {r.status_code}: {message}")

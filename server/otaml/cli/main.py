@@ -1,0 +1,253 @@
+"""`release`: keygen, serve, enroll, publish, refresh, list, devices, events.
+
+One error funnel (``main``): an OtamlError prints "A fatal error occurred: <reason>" and exits 2, with no
+traceback; Ctrl-C prints "cancelled by user" and exits 130.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from otaml import __version__
+from otaml.cli import publishing
+from otaml.cli.client import ReleaseClient
+from otaml.core.config import INSECURE_ADMIN_TOKEN
+from otaml.core.errors import ConfigError, OtamlError
+from otaml.manifest import signing
+
+out = Console()
+err = Console(stderr=True)
+DEFAULT_KEY = Path("keys") / signing.PRIVATE_KEY_NAME
+
+server_option = click.option(
+    "--server", envvar="OTAML_SERVER", default="http://127.0.0.1:8000", show_default=True,
+    help="Release server URL [env OTAML_SERVER].",
+)
+token_option = click.option(
+    "--token", envvar="OTAML_ADMIN_TOKEN", default=INSECURE_ADMIN_TOKEN, show_default=False,
+    help="Admin token [env OTAML_ADMIN_TOKEN; a development server's default if unset].",
+)
+key_option = click.option(
+    "--key", envvar="OTAML_SIGNING_KEY", default=str(DEFAULT_KEY), show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path), help="Private signing key [env OTAML_SIGNING_KEY].",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    try:
+        return publishing.parse_duration(value)
+    except OtamlError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+expires_option = click.option(
+    "--expires-in", default="30d", show_default=True, callback=_duration,
+    help="Manifest lifetime (30d, 12h, ...). Devices refuse an expired manifest: run `release refresh` before.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="release")
+def cli() -> None:
+    """Sign and publish ESP32 firmware, and see which device runs what."""
+
+
+@cli.command()
+@key_option
+@click.option("--force", is_flag=True, help="Replace an existing key (devices pinning the old one will refuse updates).")
+def keygen(key: Path, force: bool) -> None:
+    """Create the ECDSA P-256 release signing key (private key written 0600)."""
+    new = signing.generate_key()
+    pub = signing.write_keypair(new, key, force=force)
+    out.print(f"signing key [bold]{new.key_id}[/] written to {key} (0600)")
+    out.print(f"public key: {pub} - embed it in the firmware (firmware/main/keys/manifest_pub.pem) before the first USB flash")
+
+
+@cli.command()
+@click.option("--data-dir", envvar="OTAML_DATA_DIR", type=click.Path(file_okay=False, path_type=Path), help="[env OTAML_DATA_DIR, default ./otaml-data]")
+@click.option("--host", envvar="OTAML_HOST", default="127.0.0.1", show_default=True, help="[env OTAML_HOST]")
+@click.option("--port", envvar="OTAML_PORT", type=int, default=8000, show_default=True, help="[env OTAML_PORT]")
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(data_dir: Path | None, host: str, port: int, log_level: str) -> None:
+    """Run the release server (FastAPI on uvicorn; SQLite and a local folder by default)."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from otaml.api.main import create_app
+    from otaml.core.config import Settings
+
+    overrides: dict[str, Any] = {"host": host, "port": port}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:
+        raise ConfigError("; ".join(x["msg"].removeprefix("Value error, ") for x in e.errors())) from None
+    if settings.environment == "development" and settings.admin_token == INSECURE_ADMIN_TOKEN:
+        err.print("[yellow]development mode: the admin token is the default 'changethis'; set OTAML_ADMIN_TOKEN for anything real[/]")
+    err.print(f"serving project [bold]{settings.project}[/] at {settings.base_url}, data in {settings.data_dir.resolve()}")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+
+
+@cli.command()
+@click.argument("device_id")
+@server_option
+@token_option
+@json_option
+def enroll(device_id: str, server: str, token: str, as_json: bool) -> None:
+    """Enroll DEVICE_ID and print its token (shown once)."""
+    with ReleaseClient(server, token) as client:
+        device = client.enroll(device_id)
+    if as_json:
+        click.echo(json.dumps({"device_id": device["device_id"], "token": device["token"]}))
+        return
+    out.print(f"enrolled [bold]{device['device_id']}[/]")
+    out.print(f"token: {device['token']}")
+    out.print("put it in the device's NVS (namespace otaml, key token) or in CONFIG_OTAML_DEVICE_TOKEN; it is not shown again")
+
+
+@cli.command()
+@click.argument("version")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--channel", default="stable", show_default=True, help="Channel to publish to.")
+@click.option("--chip", default=None, help="Target chip (default: the server's OTAML_CHIP).")
+@click.option("--no-legacy-clients", "no_legacy", is_flag=True, help="Allow versions that numeric clients would read as older (1.10 after 1.9).")
+@expires_option
+@server_option
+@token_option
+@key_option
+def publish(version: str, file: Path, channel: str, chip: str | None, no_legacy: bool, expires_in: int,
+            server: str, token: str, key: Path) -> None:
+    """Validate FILE as release VERSION, sign its manifest and publish it."""
+    signing_key = signing.load_private_key(key)
+    progress = Progress(
+        TextColumn("uploading {task.fields[name]}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    )
+    task: list[Any] = []
+    with ReleaseClient(server, token) as client, progress:
+        result = publishing.publish(
+            client, signing_key, version=version, path=file, channel=channel, chip=chip,
+            expires_in=expires_in, legacy_clients=not no_legacy,
+            on_start=lambda total: task.append(progress.add_task("upload", total=total, name=file.name)),
+            on_progress=lambda n: progress.advance(task[0], n),
+        )
+    rate = result.size / max(result.seconds, 1e-6) / 1e6
+    out.print(
+        f"published [bold]{version}[/] to {channel}: {result.size:,} bytes in {result.seconds:.2f} s "
+        f"({rate:.1f} MB/s), manifest_version {result.manifest_version}"
+    )
+    out.print(f"manifest: {result.manifest_url}")
+
+
+@cli.command()
+@click.option("--channel", default="stable", show_default=True)
+@expires_option
+@server_option
+@token_option
+@key_option
+def refresh(channel: str, expires_in: int, server: str, token: str, key: Path) -> None:
+    """Re-sign the channel's current manifest with the next manifest_version and a new expiry."""
+    signing_key = signing.load_private_key(key)
+    with ReleaseClient(server, token) as client:
+        m = publishing.refresh(client, signing_key, channel=channel, expires_in=expires_in)
+    out.print(f"refreshed {channel}: {m['version']} as manifest_version {m['manifest_version']}, expires {m['expires']}Z")
+
+
+@cli.command("list")
+@click.option("--channel", default=None, help="Only this channel.")
+@server_option
+@token_option
+@json_option
+def list_(channel: str | None, server: str, token: str, as_json: bool) -> None:
+    """What is published, per channel."""
+    with ReleaseClient(server, token) as client:
+        releases = client.releases(channel)["data"]
+    if as_json:
+        click.echo(json.dumps(releases, indent=2))
+        return
+    table = Table("channel", "version", "current", "size", "secure", "sha256", "published", "manifest", "expires")
+    for r in releases:
+        table.add_row(
+            r["channel"], r["version"], "*" if r["current"] else "", f"{r['size']:,}", str(r["secure_version"]),
+            r["sha256"][:12], r["created_at"][:19], str(r["manifest_version"] or ""), (r["expires"] or "")[:19],
+        )
+    out.print(table if releases else "nothing published yet: `release publish VERSION FILE`")
+
+
+@cli.command()
+@click.option("--version", "version_", default=None, help="Only devices reporting this version.")
+@click.option("--channel", default=None, help="Only devices polling this channel.")
+@click.option("--limit", default=100, show_default=True)
+@server_option
+@token_option
+@json_option
+def devices(version_: str | None, channel: str | None, limit: int, server: str, token: str, as_json: bool) -> None:
+    """Which device runs what, when it was last seen, its OTA state and last update event."""
+    with ReleaseClient(server, token) as client:
+        page = client.devices(version=version_, channel=channel, limit=limit)
+    if as_json:
+        click.echo(json.dumps(page, indent=2))
+        return
+    table = Table("device", "version", "channel", "partition", "state", "last seen (UTC)", "last event", "reason")
+    for d in page["data"]:
+        table.add_row(
+            d["device_id"], d["version"] or "-", d["channel"] or "-", d["partition"] or "-", d["ota_state"] or "-",
+            (d["last_seen"] or "never")[:19], d["last_event"] or "", d["last_reason"] or "",
+        )
+    out.print(table)
+    out.print(f"{len(page['data'])} of {page['count']} devices")
+
+
+@cli.command()
+@click.argument("device_id")
+@click.option("--limit", default=50, show_default=True)
+@server_option
+@token_option
+@json_option
+def events(device_id: str, limit: int, server: str, token: str, as_json: bool) -> None:
+    """A device's update history, newest first."""
+    with ReleaseClient(server, token) as client:
+        page = client.events(device_id, limit)
+    if as_json:
+        click.echo(json.dumps(page, indent=2))
+        return
+    table = Table("time (UTC)", "event", "version", "reason", "detail")
+    for e in page["data"]:
+        table.add_row(e["created_at"][:19], e["kind"], e["version"] or "", e["reason"], e["detail"])
+    out.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="release", standalone_mode=False)
+    except OtamlError as e:
+        err.print(f"A fatal error occurred: {e}", markup=False, highlight=False)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err.print("cancelled by user")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("cancelled by user")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

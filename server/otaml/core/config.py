@@ -1,0 +1,56 @@
+"""All server settings, from OTAML_* environment variables (or a .env file)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from otaml.manifest.format import DEFAULT_CHANNEL, SUPPORTED_CHIPS
+
+INSECURE_ADMIN_TOKEN = "changethis"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OTAML_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("otaml-data")  # database, content-addressed binaries, static mirror
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = ""  # absolute base for `file` URLs; empty means http://HOST:PORT
+    database_url: str = ""  # empty means sqlite:///DATA_DIR/otaml.db
+    project: str = "otaml"  # esp_app_desc_t.project_name every published image must carry
+    chip: str = "esp32"  # default target chip for publishing
+    admin_token: str = INSECURE_ADMIN_TOKEN
+    allow_legacy_clients: bool = False  # serve manifests to polls without device id and token
+    poll_interval: int = Field(60, ge=5, le=86400)  # seconds, told to devices in X-Otaml-Poll-Interval
+    checkin_flush_interval: float = Field(1.0, gt=0, le=60)  # seconds between batched check-in writes
+    default_channel: str = DEFAULT_CHANNEL
+    max_upload_bytes: int = 16 * 1024 * 1024  # the largest ota slot on a 32 MB flash is below this
+
+    @model_validator(mode="after")
+    def _refuse_insecure_defaults(self) -> Settings:
+        if self.chip not in SUPPORTED_CHIPS:
+            raise ValueError(f"OTAML_CHIP: expected one of {', '.join(SUPPORTED_CHIPS)}, got {self.chip!r}")
+        weak = self.admin_token == INSECURE_ADMIN_TOKEN or len(self.admin_token) < 16
+        if weak:
+            message = (
+                "OTAML_ADMIN_TOKEN is the default or shorter than 16 characters; set a random one "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+            if self.environment != "development":
+                raise ValueError(message + " - refused outside development")
+            warnings.warn(message, stacklevel=2)
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'otaml.db').resolve()}"

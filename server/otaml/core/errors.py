@@ -1,0 +1,82 @@
+"""The one exception tree of otaml.
+
+Every refusal the user can cause is an ``OtamlError`` whose message says what was expected and what
+arrived. The CLI turns these into one line and exit code 2; the API turns them into 4xx responses with
+the same text in ``detail`` and the class name in ``error``.
+"""
+
+
+class OtamlError(Exception):
+    """Base of every expected failure. ``status`` is the HTTP status the API answers with."""
+
+    status = 400
+
+
+class ConfigError(OtamlError):
+    """A setting is missing or insecure."""
+
+
+class VersionError(OtamlError):
+    """A version string is malformed, or does not sort where it must."""
+
+
+class DowngradeError(VersionError):
+    status = 409
+
+
+class LegacyOrderError(VersionError):
+    """Numeric (legacy) clients would not see the new version as newer."""
+
+    status = 409
+
+
+class ImageError(OtamlError):
+    """The binary is not a genuine app image for the target, or its description disagrees."""
+
+    status = 422
+
+
+class SigningError(OtamlError):
+    """A key cannot be read or written, or a signature does not verify."""
+
+
+class KeyFileError(SigningError):
+    """A key file is missing, unreadable, of the wrong type, or would be overwritten."""
+
+
+class SignatureError(SigningError):
+    status = 422
+
+
+class UnknownKeyError(SigningError):
+    status = 403
+
+
+class ManifestError(OtamlError):
+    """A manifest does not follow manifests/README.md."""
+
+    status = 422
+
+
+class ReleaseExistsError(OtamlError):
+    """A published version is immutable."""
+
+    status = 409
+
+
+class ConflictError(OtamlError):
+    """Someone else published first; the manifest_version is taken."""
+
+    status = 409
+
+
+class NotFoundError(OtamlError):
+    status = 404
+
+
+class AuthError(OtamlError):
+    status = 401
+
+
+class ServerError(OtamlError):
+    """The release server refused a request or could not be reached (CLI side)."""

@@ -1,0 +1,1 @@
+"""Devices: the check-in protocol, batched check-in recording, update events."""

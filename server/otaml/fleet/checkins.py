@@ -1,0 +1,81 @@
+"""Check-ins are recorded in memory and written in batches.
+
+A poll only replaces the device's entry in a dict (the newest report wins; nothing in between matters
+for "reported state"). A background task flushes every ``checkin_flush_interval`` seconds, readers of
+device state flush first, and shutdown flushes last, so no check-in that was answered is lost to a
+clean stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, update
+from sqlalchemy.engine import Engine
+
+from otaml.models import Device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Checkin:
+    device_id: str
+    last_seen: datetime
+    channel: str
+    version: str | None
+    partition: str | None
+    ota_state: str | None
+    manifest_version: int | None
+    secure_version: int | None
+
+
+class CheckinBuffer:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._pending: dict[str, Checkin] = {}
+        self.flushed_total = 0
+
+    def record(self, checkin: Checkin) -> None:
+        with self._lock:
+            self._pending[checkin.device_id] = checkin
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def flush(self, engine: Engine) -> int:
+        """Write pending check-ins in one transaction. On failure they are put back (unless a newer
+        report for the same device arrived meanwhile) and the error is raised."""
+        with self._flush_lock:
+            with self._lock:
+                batch, self._pending = self._pending, {}
+            if not batch:
+                return 0
+            rows = [{"b_device_id": c.device_id, **{k: v for k, v in asdict(c).items() if k != "device_id"}} for c in batch.values()]
+            stmt = (
+                update(Device)
+                .where(Device.device_id == bindparam("b_device_id"))  # type: ignore[arg-type]
+                .values(
+                    last_seen=bindparam("last_seen"),
+                    channel=bindparam("channel"),
+                    version=bindparam("version"),
+                    partition=bindparam("partition"),
+                    ota_state=bindparam("ota_state"),
+                    manifest_version=bindparam("manifest_version"),
+                    secure_version=bindparam("secure_version"),
+                )
+            )
+            try:
+                with engine.begin() as conn:
+                    conn.execute(stmt.execution_options(synchronize_session=False), rows)
+            except Exception:
+                with self._lock:
+                    for device_id, c in batch.items():
+                        self._pending.setdefault(device_id, c)
+                raise
+            self.flushed_total += len(batch)
+            return len(batch)

@@ -1,0 +1,66 @@
+"""The device protocol's vocabulary, shared with the firmware (firmware/core/include/otaml_protocol.h).
+
+manifests/README.md documents it; tests/server/test_protocol_vocabulary.py fails when this file, the JSON
+schema of events and the C header disagree.
+"""
+
+from enum import StrEnum
+
+# Request headers a device sends with every manifest poll (its check-in).
+H_DEVICE_ID = "X-Otaml-Device-Id"
+H_VERSION = "X-Otaml-Version"  # running app version (esp_app_desc_t.version)
+H_PARTITION = "X-Otaml-Partition"  # running partition label, ota_0 / ota_1
+H_OTA_STATE = "X-Otaml-Ota-State"  # esp_ota_img_states_t of the running partition, see OtaState
+H_MANIFEST_VERSION = "X-Otaml-Manifest-Version"  # last manifest_version the device installed from
+H_SECURE_VERSION = "X-Otaml-Secure-Version"
+# Device auth is `Authorization: Bearer <device token>`.
+
+# Response headers.
+H_SIGNATURE = "X-Otaml-Signature"  # base64 DER ECDSA P-256 signature over the body
+H_KEY_ID = "X-Otaml-Key-Id"
+H_POLL_INTERVAL = "X-Otaml-Poll-Interval"  # seconds until the next poll (the device adds jitter)
+
+
+class OtaState(StrEnum):
+    """ESP-IDF's esp_ota_img_states_t, lower-cased without the prefix."""
+
+    NEW = "new"
+    PENDING_VERIFY = "pending_verify"
+    VALID = "valid"
+    INVALID = "invalid"
+    ABORTED = "aborted"
+    UNDEFINED = "undefined"
+
+
+class EventKind(StrEnum):
+    DOWNLOAD_STARTED = "download_started"
+    DOWNLOAD_FAILED = "download_failed"  # transport error; the device retries (resuming) next poll
+    VERIFIED = "verified"  # hash and size match; the boot slot is about to switch
+    INSTALLED = "installed"  # boot slot switched, rebooting
+    BOOTED = "booted"  # first boot of the new image, pending verification
+    CONFIRMED = "confirmed"  # self-test passed, marked valid
+    ROLLED_BACK = "rolled_back"  # self-test failed or reset while pending; previous slot runs
+    REJECTED = "rejected"  # refused a manifest or image; nothing was switched
+
+
+class Reason(StrEnum):
+    OK = "ok"
+    BAD_SIGNATURE = "bad_signature"
+    MANIFEST_TOO_LARGE = "manifest_too_large"
+    MANIFEST_MALFORMED = "manifest_malformed"
+    MANIFEST_EXPIRED = "manifest_expired"
+    MANIFEST_REPLAYED = "manifest_replayed"
+    KEY_MISMATCH = "key_mismatch"
+    PROJECT_MISMATCH = "project_mismatch"
+    CHIP_MISMATCH = "chip_mismatch"
+    CHANNEL_MISMATCH = "channel_mismatch"
+    SECURE_VERSION_LOWER = "secure_version_lower"
+    VERSION_FAILED_BEFORE = "version_failed_before"
+    IMAGE_TOO_LARGE = "image_too_large"  # declared size does not fit the passive slot
+    SIZE_MISMATCH = "size_mismatch"  # the server sent more or fewer bytes than declared
+    HASH_MISMATCH = "hash_mismatch"
+    IMAGE_INVALID = "image_invalid"  # bytes match but the image does not validate (header, app desc)
+    DOWNLOAD_ERROR = "download_error"
+    FLASH_ERROR = "flash_error"
+    SELF_TEST_FAILED = "self_test_failed"
+    RESET_WHILE_PENDING = "reset_while_pending"  # bootloader rolled back after a reset before confirm

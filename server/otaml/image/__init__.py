@@ -1,0 +1,1 @@
+"""ESP-IDF application images: what publishing checks before anything is signed."""

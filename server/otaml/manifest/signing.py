@@ -1,0 +1,137 @@
+"""ECDSA P-256 / SHA-256 keys and detached signatures over the exact bytes of firmware.json.
+
+Encoding (manifests/README.md, "Signature"): the signature is the DER ``ECDSA-Sig-Value`` (what
+mbedtls_pk_verify takes on the device) in standard base64 without line breaks. The key id is the first
+16 hex digits of SHA-256 over the public key's DER SubjectPublicKeyInfo.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from otaml.core.errors import KeyFileError, SignatureError
+
+PRIVATE_KEY_NAME = "otaml-signing.pem"
+PUBLIC_KEY_NAME = "otaml-signing.pub.pem"
+
+
+def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()[:16]
+
+
+def public_pem(public_key: ec.EllipticCurvePublicKey) -> str:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    private_key: ec.EllipticCurvePrivateKey
+
+    @property
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self.private_key.public_key()
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.public_key)
+
+    def sign(self, data: bytes) -> str:
+        """The detached signature over ``data``, base64 of DER."""
+        der = self.private_key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return base64.b64encode(der).decode("ascii")
+
+
+def generate_key() -> SigningKey:
+    return SigningKey(ec.generate_private_key(ec.SECP256R1()))
+
+
+def write_keypair(key: SigningKey, private_path: Path, *, force: bool = False) -> Path:
+    """Write the private key (mode 0600, created exclusively) and the public key beside it.
+
+    Returns the public key's path. Raises KeyFileError if the private key exists and ``force`` is off:
+    overwriting a release key silently would orphan every device that pins it.
+    """
+    private_path = Path(private_path)
+    public_path = public_path_for(private_path)
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    pem = key.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(private_path, flags, 0o600)
+    except FileExistsError:
+        raise KeyFileError(
+            f"expected no key at {private_path}, but one exists: devices pin its public key, so it is kept; "
+            f"pass --force to replace it"
+        ) from None
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # O_CREAT's mode is masked by umask; an existing file kept its mode
+        f.write(pem)
+    public_path.write_text(public_pem(key.public_key))
+    return public_path
+
+
+def public_path_for(private_path: Path) -> Path:
+    private_path = Path(private_path)
+    name = private_path.name
+    stem = name[: -len(".pem")] if name.endswith(".pem") else name
+    return private_path.with_name(f"{stem}.pub.pem")
+
+
+def load_private_key(path: Path) -> SigningKey:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"expected a signing key at {path}, found no file; run `release keygen` first") from None
+    except OSError as e:
+        raise KeyFileError(f"cannot read signing key {path}: {e.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
+        raise KeyFileError(f"expected an unencrypted PEM private key in {path}: {e}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise KeyFileError(f"expected an ECDSA P-256 private key in {path}, got {type(key).__name__}")
+    return SigningKey(key)
+
+
+def load_public_key(pem: str | bytes) -> ec.EllipticCurvePublicKey:
+    if isinstance(pem, str):
+        pem = pem.encode()
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError) as e:
+        raise KeyFileError(f"expected a PEM public key: {e}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise KeyFileError(f"expected an ECDSA P-256 public key, got {type(key).__name__}")
+    return key
+
+
+def verify(public_key: ec.EllipticCurvePublicKey, data: bytes, signature_b64: str) -> None:
+    """Verify a detached signature over ``data``.
+
+    Raises:
+        SignatureError: the signature is not base64 of a DER ECDSA signature, or it does not verify.
+    """
+    try:
+        der = base64.b64decode(signature_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureError("expected the signature as base64 of a DER ECDSA signature; got undecodable text") from None
+    try:
+        public_key.verify(der, data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise SignatureError(
+            f"signature does not verify with key {key_id(public_key)} over the {len(data)} manifest bytes"
+        ) from None

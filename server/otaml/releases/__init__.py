@@ -1,0 +1,1 @@
+"""Releases and their signed manifests: accepting a publish, re-signing, and serving polls."""

@@ -1,0 +1,293 @@
+"""Accepting a signed release on the server. The CLI signs; the server trusts nothing it is sent:
+it verifies the signature with a registered key and re-validates the image before anything is stored.
+
+All checks run before the first write. The database transaction, the blob rename and the static mirror
+update are ordered so that a failure at any point leaves no row and no file behind (see ``publish``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, func, select
+
+from otaml.core.config import Settings
+from otaml.core.errors import (
+    ConflictError,
+    DowngradeError,
+    ImageError,
+    ManifestError,
+    NotFoundError,
+    ReleaseExistsError,
+    UnknownKeyError,
+)
+from otaml.image.app_image import load_app_image
+from otaml.manifest import signing
+from otaml.manifest.format import Manifest as ManifestDoc
+from otaml.manifest.format import read_manifest
+from otaml.manifest.versions import Version, check_successor
+from otaml.models import Manifest, Release, SigningKey
+from otaml.releases.urls import binary_path
+from otaml.storage.blobs import BlobStore, StagedBlob
+from otaml.storage.static_mirror import StaticMirror
+
+log = logging.getLogger(__name__)
+FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _ts(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def current_manifest(session: Session, channel: str) -> Manifest | None:
+    return session.exec(
+        select(Manifest).where(Manifest.channel == channel).order_by(Manifest.manifest_version.desc()).limit(1)  # type: ignore[union-attr]
+    ).first()
+
+
+def current_release(session: Session, channel: str) -> Release | None:
+    m = current_manifest(session, channel)
+    return session.get(Release, m.release_id) if m else None
+
+
+def next_manifest_version(session: Session) -> int:
+    # Global, not per channel: a device that moves between channels must still see a rising number.
+    return (session.exec(select(func.max(Manifest.manifest_version))).one() or 0) + 1
+
+
+def _trusted_key(session: Session, public_pem: str | None, key_id: str):  # type: ignore[no-untyped-def]
+    """The registered key named ``key_id``. The first publish registers its key (the request is
+    admin-authenticated); later publishes must use a registered key."""
+    record = session.get(SigningKey, key_id)
+    if record is not None:
+        return signing.load_public_key(record.public_pem)
+    known = session.exec(select(SigningKey.key_id)).all()
+    if known or public_pem is None:
+        raise UnknownKeyError(
+            f"manifest is signed by key {key_id}, which this server does not trust; expected one of: "
+            f"{', '.join(known) or 'none registered'}"
+        )
+    key = signing.load_public_key(public_pem)
+    if signing.key_id(key) != key_id:
+        raise UnknownKeyError(f"public key sent is {signing.key_id(key)}, but the manifest names {key_id}")
+    session.add(SigningKey(key_id=key_id, public_pem=signing.public_pem(key)))
+    return key
+
+
+def _check_manifest_against_server(session: Session, settings: Settings, doc: ManifestDoc, channel: str) -> None:
+    if doc.channel != channel:
+        raise ManifestError(f"manifest is for channel {doc.channel!r}, but it was sent to channel {channel!r}")
+    if doc.project != settings.project:
+        raise ManifestError(f"expected project {settings.project!r} in the manifest, got {doc.project!r}")
+    nxt = next_manifest_version(session)
+    if doc.manifest_version < nxt:
+        raise ConflictError(
+            f"manifest_version {doc.manifest_version} is taken; expected {nxt} or higher (another publish "
+            f"happened since this one was signed: sign again)"
+        )
+
+
+def publish(
+    *,
+    session: Session,
+    settings: Settings,
+    store: BlobStore,
+    mirror: StaticMirror,
+    channel: str,
+    filename: str,
+    manifest_bytes: bytes,
+    signature: str,
+    public_pem: str | None,
+    staged: StagedBlob,
+    legacy_clients: bool = True,
+) -> tuple[Release, Manifest]:
+    """Verify and store one release. The staged blob is consumed (moved into place or deleted).
+
+    Raises:
+        UnknownKeyError: the manifest's key is not registered.
+        SignatureError: the signature does not verify over the manifest bytes.
+        ManifestError: the manifest is malformed or disagrees with the binary, channel or server.
+        ImageError: the binary is not a genuine app image for the manifest's chip, or its app
+            description disagrees (version, project).
+        ReleaseExistsError: this version is already published (on this channel, or elsewhere with
+            other bytes).
+        DowngradeError / LegacyOrderError: the version does not sort above the channel's current one,
+            or its secure_version is lower.
+        ConflictError: the manifest_version was taken by a concurrent publish.
+    """
+    try:
+        if not FILENAME_RE.match(filename):
+            raise ManifestError(f"expected a plain file name (letters, digits, . _ -), got {filename!r}")
+        probe = read_manifest_untrusted_key_id(manifest_bytes)
+        key = _trusted_key(session, public_pem, probe)
+        doc = read_manifest(manifest_bytes, signature, key)
+        _check_manifest_against_server(session, settings, doc, channel)
+
+        if staged.sha256 != doc.sha256 or staged.size != doc.size:
+            raise ManifestError(
+                f"manifest declares sha256 {doc.sha256[:12]}… and {doc.size} bytes, the upload is "
+                f"{staged.sha256[:12]}… and {staged.size} bytes"
+            )
+        expected_url = settings.base_url + binary_path(doc.sha256, filename)
+        if str(doc.file) != expected_url:
+            raise ManifestError(f"expected `file` to be {expected_url}, got {doc.file}")
+        image = load_app_image(staged.path.read_bytes(), doc.chip)
+        if image.desc.version != doc.semver:
+            raise ImageError(f"image says version {image.desc.version!r}, but it is published as {doc.semver!r}")
+        if image.desc.project_name != settings.project:
+            raise ImageError(f"expected an image of project {settings.project!r}, got {image.desc.project_name!r}")
+        if image.desc.secure_version != doc.secure_version:
+            raise ManifestError(
+                f"manifest says secure_version {doc.secure_version}, the image says {image.desc.secure_version}"
+            )
+
+        version = doc.parsed_version
+        same = session.exec(select(Release).where(Release.version == version.text)).all()
+        for other in same:
+            if other.sha256 != doc.sha256:
+                raise ReleaseExistsError(
+                    f"version {version} is already published with other bytes (sha256 {other.sha256[:12]}…, "
+                    f"got {doc.sha256[:12]}…): published versions are immutable; bump the version"
+                )
+            if other.channel == channel:
+                raise ReleaseExistsError(
+                    f"version {version} is already published on channel {channel!r}; "
+                    f"use `release refresh` to re-sign its manifest"
+                )
+        current = current_release(session, channel)
+        if current is not None:
+            check_successor(version, Version.parse(current.version), legacy_clients=legacy_clients)
+            if doc.secure_version < current.secure_version:
+                raise DowngradeError(
+                    f"secure_version {doc.secure_version} is lower than the current release's "
+                    f"{current.secure_version}: devices with anti-rollback would refuse it"
+                )
+
+        release = Release(
+            version=version.text,
+            channel=channel,
+            sha256=doc.sha256,
+            size=doc.size,
+            filename=filename,
+            project=image.desc.project_name,
+            chip=doc.chip,
+            secure_version=doc.secure_version,
+            idf_ver=image.desc.idf_ver,
+        )
+        session.add(release)
+        session.flush()
+        manifest = _manifest_row(doc, release, manifest_bytes, signature)
+        session.add(manifest)
+        session.flush()  # surfaces a concurrent manifest_version before the blob moves
+    except BaseException:
+        session.rollback()
+        store.discard(staged)
+        raise
+
+    new_blob = store.commit(staged)
+    try:
+        session.commit()
+    except BaseException as e:
+        session.rollback()
+        if new_blob:
+            store.remove(doc.sha256)
+        if isinstance(e, IntegrityError):
+            raise ConflictError(f"manifest_version {doc.manifest_version} was taken by a concurrent publish; sign again") from None
+        raise
+    session.refresh(release)
+    session.refresh(manifest)
+    _mirror(mirror, store, release, manifest)
+    log.info("published %s on %s as manifest_version %d", release.version, channel, manifest.manifest_version)
+    return release, manifest
+
+
+def refresh(
+    *, session: Session, settings: Settings, store: BlobStore, mirror: StaticMirror, channel: str,
+    manifest_bytes: bytes, signature: str,
+) -> tuple[Release, Manifest]:
+    """Store a re-signed manifest (new manifest_version and expiry) for the channel's current release.
+
+    Raises what ``publish`` raises for the manifest, and NotFoundError when the channel has no release,
+    ManifestError when the manifest describes anything but the current release.
+    """
+    try:
+        key = _trusted_key(session, None, read_manifest_untrusted_key_id(manifest_bytes))
+        doc = read_manifest(manifest_bytes, signature, key)
+        _check_manifest_against_server(session, settings, doc, channel)
+        release = current_release(session, channel)
+        if release is None:
+            raise NotFoundError(f"no release published on channel {channel!r}; nothing to refresh")
+        expected_url = settings.base_url + binary_path(release.sha256, release.filename)
+        mismatches = [
+            name for name, want, got in [
+                ("semver", release.version, doc.semver), ("sha256", release.sha256, doc.sha256),
+                ("size", release.size, doc.size), ("chip", release.chip, doc.chip),
+                ("secure_version", release.secure_version, doc.secure_version), ("file", expected_url, str(doc.file)),
+            ] if want != got
+        ]
+        if mismatches:
+            raise ManifestError(
+                f"a refreshed manifest must describe the current release {release.version} exactly; "
+                f"these fields differ: {', '.join(mismatches)}"
+            )
+        manifest = _manifest_row(doc, release, manifest_bytes, signature)
+        session.add(manifest)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise ConflictError("manifest_version was taken by a concurrent publish; sign again") from None
+    except BaseException:
+        session.rollback()
+        raise
+    session.refresh(manifest)
+    _mirror(mirror, store, release, manifest)
+    return release, manifest
+
+
+def read_manifest_untrusted_key_id(raw: bytes) -> str:
+    """The key id a manifest claims, read only to pick the key that then verifies it."""
+    import json
+
+    try:
+        kid = json.loads(raw).get("key_id")
+    except (ValueError, AttributeError):
+        raise ManifestError("expected a JSON object with a key_id") from None
+    if not isinstance(kid, str) or not re.fullmatch(r"[0-9a-f]{16}", kid):
+        raise ManifestError(f"expected key_id of 16 hex digits, got {kid!r}")
+    return kid
+
+
+def _manifest_row(doc: ManifestDoc, release: Release, body: bytes, signature: str) -> Manifest:
+    assert release.id is not None
+    return Manifest(
+        manifest_version=doc.manifest_version,
+        channel=doc.channel,
+        release_id=release.id,
+        body=body,
+        signature=signature,
+        key_id=doc.key_id,
+        issued_at=_ts(doc.issued_at),
+        expires=_ts(doc.expires),
+    )
+
+
+def _mirror(mirror: StaticMirror, store: BlobStore, release: Release, manifest: Manifest) -> None:
+    # The binary link goes first so a manifest in the mirror never points at a missing file.
+    mirror.link_binary(release.sha256, release.filename, store.path_for(release.sha256))
+    mirror.write_manifest(manifest.channel, manifest.body, manifest.signature)
+
+
+def rebuild_mirror(session: Session, store: BlobStore, mirror: StaticMirror) -> int:
+    """Rewrite the static mirror from the database (at start-up). Returns the number of channels."""
+    channels = session.exec(select(Manifest.channel).distinct()).all()
+    for channel in channels:
+        m = current_manifest(session, channel)
+        if m is None:
+            continue
+        release = session.get(Release, m.release_id)
+        if release is not None and store.exists(release.sha256):
+            _mirror(mirror, store, release, m)
+    return len(channels)

@@ -1,0 +1,1 @@
+"""Files on disk: content-addressed binaries and the static mirror of what devices fetch."""
