@@ -49,7 +49,9 @@ class SigningKey:
 
     def sign(self, data: bytes) -> str:
         """The detached signature over ``data``, base64 of DER."""
-        der = self.private_key.sign(data, ec.ECDSA(hashes.SHA256()))
+        # RFC 6979 nonces: a weak RNG on a build machine cannot leak the key, and equal input gives
+        # equal signatures (reproducible test vectors).
+        der = self.private_key.sign(data, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
         return base64.b64encode(der).decode("ascii")
 
 

@@ -1,0 +1,1 @@
+bm90IGEgc2lnbmF0dXJl

@@ -1,0 +1,1 @@
+MEQCICY1MHBluQ0pX+ljvUG/DzqeJWauInB9T3uJ70kQeQ8jAiB4Hlv7gms7gJBOt3NIaUmp2hdf0u7uDga58yYlJ8Gelw==

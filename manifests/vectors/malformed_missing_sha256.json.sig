@@ -1,0 +1,1 @@
+MEUCIClfoaXZjnQZDFcypb2THSYiSm5K6ZO4w8xoCB+U8i4TAiEAxicEuOnDIY3sifG5qWdfJfjRilw7veKcgITWUVldlkA=

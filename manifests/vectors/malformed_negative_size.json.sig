@@ -1,0 +1,1 @@
+MEUCIGVgAyhulPvpwufzr1wPGd1S/az5oIwP52sKvfPfBRRTAiEAvd4Nq5Ebu6IDnXpeHnJIyRTASd/r4aPECwRqlRbj/9g=

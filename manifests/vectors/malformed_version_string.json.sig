@@ -1,0 +1,1 @@
+MEUCIQDmABytDqVUo2Ka3Llmh2+W3a+/9LAIwpVy7o9cos65fAIgav/sZthZmui7DPaSemp+jpR5kxWl8aF4udvWtQo6DEM=

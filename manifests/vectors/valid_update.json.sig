@@ -1,0 +1,1 @@
+MEUCIFIhyTgnEEEI8q+3J/D8PdN+rML6WmVZq1Fghs/oe58WAiEAjImhcndu1K5RkiHbX4t+hyY/Mlku9XRzIJhASHrMgrU=
