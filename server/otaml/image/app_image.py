@@ -62,6 +62,15 @@ def parse_app_desc(data: bytes) -> AppDescription:
     )
 
 
+def _chip_name(chip_id: int) -> str:
+    from esptool.targets import CHIP_DEFS
+
+    for name, rom in CHIP_DEFS.items():
+        if getattr(rom, "IMAGE_CHIP_ID", None) == chip_id:
+            return name
+    return "an unknown chip"
+
+
 def load_app_image(data: bytes, chip: str) -> AppImage:
     """Parse and check ``data`` as an app image for ``chip``.
 
@@ -87,7 +96,10 @@ def load_app_image(data: bytes, chip: str) -> AppImage:
 
     expected_chip_id = getattr(image.ROM_LOADER, "IMAGE_CHIP_ID", None)
     if expected_chip_id is not None and image.chip_id != expected_chip_id:
-        raise ImageError(f"expected an image for {chip} (chip id {expected_chip_id}), got chip id {image.chip_id}")
+        raise ImageError(
+            f"expected an image for {chip} (chip id {expected_chip_id}), got one for "
+            f"{_chip_name(image.chip_id)} (chip id {image.chip_id})"
+        )
     if image.checksum != image.calculate_checksum():
         raise ImageError(
             f"image checksum mismatch: header says 0x{image.checksum:02x}, segments give 0x{image.calculate_checksum():02x}"

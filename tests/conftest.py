@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from otaml.image.synthetic import build_app_image
+from otaml.manifest import signing
+from tests.utils.processes import Cli, ServerProcess
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path / "data").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def signing_key_path(tmp_path: Path) -> Path:
+    path = tmp_path / "keys" / "release.pem"
+    signing.write_keypair(signing.generate_key(), path)
+    return path
+
+
+@pytest.fixture
+def signing_key(signing_key_path: Path) -> signing.SigningKey:
+    return signing.load_private_key(signing_key_path)
+
+
+@pytest.fixture
+def cli(server: ServerProcess, signing_key_path: Path, tmp_path: Path) -> Cli:
+    return Cli(server, signing_key_path, tmp_path)
+
+
+@pytest.fixture
+def make_image(tmp_path: Path) -> Callable[..., Path]:
+    """make_image("1.2") -> path of a genuine esp32 app image whose app version is 1.2."""
+
+    def _make(version: str, name: str | None = None, **kw) -> Path:
+        out = tmp_path / "images" / (name or f"otaml{version.replace('.', '_')}.bin")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(build_app_image(version, **kw))
+        return out
+
+    return _make

@@ -1,0 +1,138 @@
+"""The device side of the server: manifest polls as check-ins, ETags, auth, batching, events."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import httpx
+import pytest
+
+from tests.utils.processes import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def published(cli, make_image):
+    assert cli("publish", "1.2", str(make_image("1.2"))).returncode == 0
+
+
+def enroll(cli, device_id: str) -> dict[str, str]:
+    result = cli("enroll", device_id, "--json")
+    assert result.returncode == 0, result.stderr
+    return {"X-Otaml-Device-Id": device_id, "Authorization": f"Bearer {json.loads(result.stdout)['token']}"}
+
+
+def checkin(**state: str) -> dict[str, str]:
+    names = {"version": "X-Otaml-Version", "partition": "X-Otaml-Partition", "state": "X-Otaml-Ota-State",
+             "manifest_version": "X-Otaml-Manifest-Version", "secure_version": "X-Otaml-Secure-Version"}
+    return {names[k]: v for k, v in state.items()}
+
+
+def test_poll_records_reported_state_and_cli_shows_it(server, cli, published):
+    dev = enroll(cli, "dev-0001")
+    r = httpx.get(f"{server.url}/firmware.json", headers={**dev, **checkin(
+        version="1.1", partition="ota_0", state="valid", manifest_version="0", secure_version="0")})
+    assert r.status_code == 200
+    assert r.headers["X-Otaml-Poll-Interval"] == "60"
+    devices = json.loads(cli("devices", "--json").stdout)
+    assert devices["count"] == 1
+    d = devices["data"][0]
+    assert (d["device_id"], d["version"], d["partition"], d["ota_state"], d["channel"]) == ("dev-0001", "1.1", "ota_0", "valid", "stable")
+    assert d["last_seen"] is not None
+    table = cli("devices").stdout
+    assert "dev-0001" in table and "1.1" in table and "ota_0" in table
+
+
+def test_unchanged_poll_is_304_with_same_etag(server, cli, published):
+    dev = enroll(cli, "dev-0001")
+    first = httpx.get(f"{server.url}/firmware.json", headers=dev)
+    again = httpx.get(f"{server.url}/firmware.json", headers={**dev, "If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["ETag"] == first.headers["ETag"]
+    stale = httpx.get(f"{server.url}/firmware.json", headers={**dev, "If-None-Match": '"stale"'})
+    assert stale.status_code == 200 and stale.content == first.content
+
+
+def test_device_auth_is_required_unless_legacy_clients_are_allowed(server, cli, published, tmp_path):
+    dev = enroll(cli, "dev-0001")
+    no_id = httpx.get(f"{server.url}/firmware.json")
+    assert no_id.status_code == 401 and "OTAML_ALLOW_LEGACY_CLIENTS" in no_id.json()["detail"]
+    wrong = httpx.get(f"{server.url}/firmware.json", headers={**dev, "Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["detail"] == "unknown device 'dev-0001' or wrong device token"
+    unknown = httpx.get(f"{server.url}/firmware.json", headers={**dev, "X-Otaml-Device-Id": "ghost"})
+    assert unknown.status_code == 401
+
+    legacy = ServerProcess(server.data_dir, env_extra={"OTAML_ALLOW_LEGACY_CLIENTS": "true"})
+    server.stop()
+    legacy.start()
+    try:
+        r = httpx.get(f"{legacy.url}/firmware.json")
+        assert r.status_code == 200 and json.loads(r.content)["version"] == 1.2
+        assert httpx.get(f"{legacy.url}/firmware.json", headers={**dev, "Authorization": "Bearer nope"}).status_code == 401
+    finally:
+        legacy.stop()
+
+
+def test_malformed_checkin_header_is_400_and_named(server, cli, published):
+    dev = enroll(cli, "dev-0001")
+    r = httpx.get(f"{server.url}/firmware.json", headers={**dev, **checkin(state="sleepy")})
+    assert r.status_code == 400 and r.json()["detail"].startswith("X-Otaml-Ota-State: expected one of new, pending_verify")
+    r = httpx.get(f"{server.url}/firmware.json", headers={**dev, **checkin(manifest_version="-3")})
+    assert r.status_code == 400 and "X-Otaml-Manifest-Version" in r.json()["detail"]
+
+
+def test_nothing_published_is_404_but_still_a_checkin(server, cli):
+    dev = enroll(cli, "dev-0002")
+    r = httpx.get(f"{server.url}/channels/beta/firmware.json", headers={**dev, **checkin(version="1.0")})
+    assert r.status_code == 404 and r.json()["detail"] == "no release published on channel 'beta'"
+    assert r.headers["X-Otaml-Poll-Interval"] == "60"
+    d = json.loads(cli("devices", "--json").stdout)["data"][0]
+    assert (d["version"], d["channel"]) == ("1.0", "beta")
+
+
+def test_checkins_are_batched_and_flushed_on_shutdown(tmp_path, make_image, signing_key_path):
+    from tests.utils.processes import Cli
+
+    srv = ServerProcess(tmp_path / "data", env_extra={"OTAML_CHECKIN_FLUSH_INTERVAL": "60"}).start()
+    cli = Cli(srv, signing_key_path, tmp_path)
+    dev = enroll(cli, "dev-0003")
+    for i in range(50):
+        assert httpx.get(f"{srv.url}/firmware.json", headers={**dev, **checkin(version=f"1.{i}")}).status_code == 404
+    import sqlite3
+
+    with sqlite3.connect(srv.data_dir / "otaml.db") as db:  # nothing written yet: the batch waits
+        assert db.execute("select version from device where device_id='dev-0003'").fetchone() == (None,)
+    assert srv.stop(signal.SIGTERM) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean stop
+    with sqlite3.connect(srv.data_dir / "otaml.db") as db:
+        assert db.execute("select version from device where device_id='dev-0003'").fetchone() == ("1.49",)
+
+
+def test_update_events_build_a_history(server, cli):
+    dev = enroll(cli, "dev-0001")
+    url = f"{server.url}/api/devices/dev-0001/events"
+    for kind, reason in [("download_started", "ok"), ("verified", "ok"), ("installed", "ok"),
+                         ("rolled_back", "self_test_failed")]:
+        r = httpx.post(url, headers=dev, json={"kind": kind, "version": "1.2", "reason": reason})
+        assert r.status_code == 201, r.text
+    history = json.loads(cli("events", "dev-0001", "--json").stdout)["data"]
+    assert [e["kind"] for e in history] == ["rolled_back", "installed", "verified", "download_started"]
+    assert history[0]["reason"] == "self_test_failed"
+    d = json.loads(cli("devices", "--json").stdout)["data"][0]
+    assert (d["last_event"], d["last_reason"]) == ("rolled_back", "self_test_failed")
+
+    assert httpx.post(url, headers={**dev, "Authorization": "Bearer bad"}, json={"kind": "booted"}).status_code == 401
+    bad = httpx.post(url, headers=dev, json={"kind": "exploded"})
+    assert bad.status_code == 422
+    bad = httpx.post(url, headers=dev, json={"kind": "rejected", "reason": "because"})
+    assert bad.status_code == 422
+    assert len(json.loads(cli("events", "dev-0001", "--json").stdout)["data"]) == 4
+
+
+def test_enrolling_twice_is_refused(cli):
+    assert cli("enroll", "dev-0001").returncode == 0
+    again = cli("enroll", "dev-0001")
+    assert again.returncode == 2 and "already enrolled" in again.stderr
+    bad = cli("enroll", "no spaces allowed")
+    assert bad.returncode == 2 and "invalid device_id" in bad.stderr

@@ -1,0 +1,105 @@
+"""Real processes for tests: the release server under uvicorn and the `release` CLI."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE = str(Path(sys.executable).with_name("release"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    env_extra: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTAML_")}
+        env.update(
+            OTAML_ENVIRONMENT="production",
+            OTAML_DATA_DIR=str(self.data_dir),
+            OTAML_PORT=str(self.port),
+            OTAML_ADMIN_TOKEN=self.admin_token,
+            OTAML_CHECKIN_FLUSH_INTERVAL="0.2",
+        )
+        env.update(self.env_extra)
+        return env
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [RELEASE, "serve", "--port", str(self.port), "--log-level", "warning"],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start in {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30)
+
+
+@dataclass
+class Cli:
+    """Runs the real `release` console script against a server with a key."""
+
+    server: ServerProcess
+    key: Path
+    cwd: Path
+
+    def __call__(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+        e = {k: v for k, v in os.environ.items() if not k.startswith("OTAML_")}
+        e.update(
+            OTAML_SERVER=self.server.url,
+            OTAML_ADMIN_TOKEN=self.server.admin_token,
+            OTAML_SIGNING_KEY=str(self.key),
+            COLUMNS="200",
+        )
+        e.update(env)
+        return subprocess.run([RELEASE, *args], env=e, cwd=self.cwd, capture_output=True, text=True, timeout=timeout)
