@@ -3,9 +3,10 @@ XPublic (output). Routes return XPublic, never a table model."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 from sqlalchemy import BigInteger, Column, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -117,12 +118,20 @@ class ServerInfo(SQLModel):
 # --- devices -------------------------------------------------------------------------------------------
 
 
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
 class DeviceBase(SQLModel):
-    device_id: str = Field(unique=True, index=True, min_length=1, max_length=64, regex=r"^[A-Za-z0-9._:-]+$")
+    device_id: str = Field(unique=True, index=True, max_length=64)
 
 
 class DeviceCreate(DeviceBase):
-    pass
+    @field_validator("device_id")
+    @classmethod
+    def _device_id_shape(cls, v: str) -> str:
+        if not DEVICE_ID_RE.match(v):
+            raise ValueError(f"expected 1 to 64 of A-Z a-z 0-9 . _ : -, got {v[:80]!r}")
+        return v
 
 
 class Device(DeviceBase, table=True):

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from otaml.core.errors import ManifestError
+from otaml.core.errors import ManifestError, VersionError
 from otaml.manifest import signing
 from otaml.manifest.versions import Version
 
@@ -48,7 +48,10 @@ class Manifest(BaseModel):
     @field_validator("semver")
     @classmethod
     def _semver_parses(cls, v: str) -> str:
-        Version.parse(v)
+        try:
+            Version.parse(v)
+        except VersionError as e:  # pydantic only turns ValueError into a field error
+            raise ValueError(str(e)) from None
         return v
 
     @field_validator("chip")

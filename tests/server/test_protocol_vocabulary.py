@@ -1,0 +1,30 @@
+"""One vocabulary for devices: the Python enums, the JSON schema and the C header must agree."""
+
+import json
+import re
+from pathlib import Path
+
+from otaml.fleet.protocol import EventKind, OtaState, Reason
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENT_SCHEMA = json.loads((ROOT / "manifests" / "event.schema.json").read_text())
+
+
+def test_event_schema_matches_python():
+    assert EVENT_SCHEMA["properties"]["kind"]["enum"] == [k.value for k in EventKind]
+    assert EVENT_SCHEMA["properties"]["reason"]["enum"] == [r.value for r in Reason]
+
+
+def test_readme_documents_every_reason_and_state():
+    readme = (ROOT / "manifests" / "README.md").read_text()
+    for word in [*Reason, *EventKind, *OtaState]:
+        assert f"`{word.value}`" in readme, f"manifests/README.md does not mention `{word.value}`"
+
+
+def test_c_header_matches_python():
+    header = ROOT / "firmware" / "core" / "include" / "otaml_protocol.h"
+    text = header.read_text()
+    c_reasons = re.findall(r'X\(OTAML_REASON_\w+,\s*"(\w+)"\)', text)
+    c_kinds = re.findall(r'X\(OTAML_EVENT_\w+,\s*"(\w+)"\)', text)
+    assert c_reasons == [r.value for r in Reason]
+    assert c_kinds == [k.value for k in EventKind]
