@@ -1,0 +1,88 @@
+/*
+ * The OTA agent: the rollback gate at boot and the poll cycle (check in, verify, download, install).
+ * Runs in the OTA task; blocks only on its own I/O, never on the ML task.
+ *
+ * Persistent state (port store, NVS namespace "otaml"):
+ *   mf_ver    last manifest_version installed from (replay rule)
+ *   failed_ver  version that last rolled back here (never offered again to this device)
+ *   inst_ver  version installed and not yet confirmed; inst_why: why it is being rolled back
+ *   dl_sha, dl_off  the download in progress (image sha256, bytes safely written) for resumption
+ *   ob_kind, ob_ver, ob_why, ob_det  one pending event that must survive a reboot (rolled_back)
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "otaml_manifest.h"
+#include "otaml_port.h"
+#include "otaml_protocol.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Self-test run on the first boot of a new image. Return false to roll back; say why in detail. */
+typedef bool (*otaml_selftest_fn)(void *ctx, char *detail, size_t detail_size);
+/** Adds check-in headers (e.g. ML counters). Returns how many of max it filled; values must stay
+ * valid until the next call. */
+typedef size_t (*otaml_checkin_extra_fn)(void *ctx, otaml_header_t *headers, size_t max);
+
+typedef struct {
+    const char *server_url; /* "https://ota.example.com" (no trailing slash) */
+    const char *channel;    /* "stable" */
+    const char *device_id;
+    const char *token;
+    const char *project; /* must equal esp_app_desc_t.project_name of images */
+    const char *chip;    /* "esp32", "esp32c3" */
+    const otaml_keyring_t *keyring;
+    otaml_selftest_fn selftest; /* may be NULL: reachability only */
+    void *selftest_ctx;
+    otaml_checkin_extra_fn checkin_extra; /* may be NULL */
+    void *checkin_extra_ctx;
+    uint32_t default_poll_interval_s; /* until the server names one */
+    uint32_t min_poll_interval_s;     /* floor on what the server asks for */
+} otaml_agent_config_t;
+
+typedef struct {
+    otaml_agent_config_t cfg;
+    char manifest_url[256];
+    char events_url[256];
+    char etag[80];          /* of the last manifest fully acted on: its poll may be a 304 */
+    char rejected_etag[80]; /* a refusal is reported once per manifest, not every poll */
+    uint32_t poll_interval_s;
+    otaml_slot_info_t running;
+} otaml_agent_t;
+
+typedef enum {
+    OTAML_POLL_IDLE,      /* nothing new (304, 404, or no update) */
+    OTAML_POLL_REJECTED,  /* manifest or image refused and reported */
+    OTAML_POLL_RETRY,     /* transport or flash trouble; the next poll resumes */
+} otaml_poll_outcome_t;
+
+/** @return OTAML_OK, OTAML_ERR_INVALID_ARG (missing field or URL too long), OTAML_ERR_IO. */
+otaml_status_t otaml_agent_init(otaml_agent_t *agent, const otaml_agent_config_t *cfg);
+
+/**
+ * The rollback gate; call once at boot, before starting other tasks' update-sensitive work.
+ * If the running image is PENDING_VERIFY: check the server is reachable, run the self-test, then
+ * confirm it, or mark it invalid and reboot into the previous slot (does not return then).
+ * Otherwise: notice an install that did not stick (rolled back by self-test or by the bootloader
+ * after a reset while pending), remember its version as failed and queue the rolled_back event.
+ * @return OTAML_OK, OTAML_ERR_IO (slot state unreadable or unwritable).
+ */
+otaml_status_t otaml_agent_boot(otaml_agent_t *agent);
+
+/**
+ * One poll: check in, and act on the manifest. Reboots (does not return) after installing an image.
+ * @return OTAML_OK with *outcome set; OTAML_ERR_TRANSPORT when the server was unreachable.
+ */
+otaml_status_t otaml_agent_poll(otaml_agent_t *agent, otaml_poll_outcome_t *outcome);
+
+/** Milliseconds to wait before the next poll: the server's interval with up to 10 % jitter. */
+uint32_t otaml_agent_next_delay_ms(const otaml_agent_t *agent);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,76 @@
+/*
+ * The device protocol's vocabulary, as manifests/README.md defines it. The wire strings must equal
+ * server/otaml/fleet/protocol.py; tests/server/test_protocol_vocabulary.py checks this header.
+ */
+#pragma once
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OTAML_MAX_MANIFEST_BYTES 4096
+#define OTAML_MAX_SIGNATURE_B64 128 /* base64 of a DER ECDSA P-256 signature is at most 96 chars */
+
+#define OTAML_H_DEVICE_ID "X-Otaml-Device-Id"
+#define OTAML_H_VERSION "X-Otaml-Version"
+#define OTAML_H_PARTITION "X-Otaml-Partition"
+#define OTAML_H_OTA_STATE "X-Otaml-Ota-State"
+#define OTAML_H_MANIFEST_VERSION "X-Otaml-Manifest-Version"
+#define OTAML_H_SECURE_VERSION "X-Otaml-Secure-Version"
+#define OTAML_H_SIGNATURE "X-Otaml-Signature"
+#define OTAML_H_POLL_INTERVAL "X-Otaml-Poll-Interval"
+
+#define OTAML_REASON_LIST(X)                                       \
+    X(OTAML_REASON_OK, "ok")                                       \
+    X(OTAML_REASON_BAD_SIGNATURE, "bad_signature")                 \
+    X(OTAML_REASON_MANIFEST_TOO_LARGE, "manifest_too_large")       \
+    X(OTAML_REASON_MANIFEST_MALFORMED, "manifest_malformed")       \
+    X(OTAML_REASON_MANIFEST_EXPIRED, "manifest_expired")           \
+    X(OTAML_REASON_MANIFEST_REPLAYED, "manifest_replayed")         \
+    X(OTAML_REASON_KEY_MISMATCH, "key_mismatch")                   \
+    X(OTAML_REASON_PROJECT_MISMATCH, "project_mismatch")           \
+    X(OTAML_REASON_CHIP_MISMATCH, "chip_mismatch")                 \
+    X(OTAML_REASON_CHANNEL_MISMATCH, "channel_mismatch")           \
+    X(OTAML_REASON_SECURE_VERSION_LOWER, "secure_version_lower")   \
+    X(OTAML_REASON_VERSION_FAILED_BEFORE, "version_failed_before") \
+    X(OTAML_REASON_IMAGE_TOO_LARGE, "image_too_large")             \
+    X(OTAML_REASON_SIZE_MISMATCH, "size_mismatch")                 \
+    X(OTAML_REASON_HASH_MISMATCH, "hash_mismatch")                 \
+    X(OTAML_REASON_IMAGE_INVALID, "image_invalid")                 \
+    X(OTAML_REASON_DOWNLOAD_ERROR, "download_error")               \
+    X(OTAML_REASON_FLASH_ERROR, "flash_error")                     \
+    X(OTAML_REASON_SELF_TEST_FAILED, "self_test_failed")           \
+    X(OTAML_REASON_RESET_WHILE_PENDING, "reset_while_pending")
+
+typedef enum {
+#define OTAML_X_ENUM(name, text) name,
+    OTAML_REASON_LIST(OTAML_X_ENUM)
+#undef OTAML_X_ENUM
+} otaml_reason_t;
+
+#define OTAML_EVENT_LIST(X)                                \
+    X(OTAML_EVENT_DOWNLOAD_STARTED, "download_started")    \
+    X(OTAML_EVENT_DOWNLOAD_FAILED, "download_failed")      \
+    X(OTAML_EVENT_VERIFIED, "verified")                    \
+    X(OTAML_EVENT_INSTALLED, "installed")                  \
+    X(OTAML_EVENT_BOOTED, "booted")                        \
+    X(OTAML_EVENT_CONFIRMED, "confirmed")                  \
+    X(OTAML_EVENT_ROLLED_BACK, "rolled_back")              \
+    X(OTAML_EVENT_REJECTED, "rejected")
+
+typedef enum {
+#define OTAML_X_ENUM(name, text) name,
+    OTAML_EVENT_LIST(OTAML_X_ENUM)
+#undef OTAML_X_ENUM
+} otaml_event_t;
+
+/** Wire name of a reason code ("hash_mismatch"); never NULL. */
+const char *otaml_reason_to_str(otaml_reason_t reason);
+/** Wire name of an event kind ("rolled_back"); never NULL. */
+const char *otaml_event_to_str(otaml_event_t event);
+/** Reason code for a wire name; OTAML_REASON_OK for an unknown name. */
+otaml_reason_t otaml_reason_from_str(const char *name);
+
+#ifdef __cplusplus
+}
+#endif

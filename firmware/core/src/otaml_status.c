@@ -1,0 +1,63 @@
+#include <string.h>
+
+#include "otaml_port.h"
+#include "otaml_protocol.h"
+#include "otaml_status.h"
+
+const char *otaml_status_to_str(otaml_status_t status)
+{
+    switch (status) {
+#define OTAML_X_CASE(name, text) \
+    case name:                   \
+        return text;
+        OTAML_STATUS_LIST(OTAML_X_CASE)
+#undef OTAML_X_CASE
+    }
+    return "unknown status";
+}
+
+const char *otaml_reason_to_str(otaml_reason_t reason)
+{
+    switch (reason) {
+#define OTAML_X_CASE(name, text) \
+    case name:                   \
+        return text;
+        OTAML_REASON_LIST(OTAML_X_CASE)
+#undef OTAML_X_CASE
+    }
+    return "ok";
+}
+
+otaml_reason_t otaml_reason_from_str(const char *name)
+{
+#define OTAML_X_IF(id, text) \
+    if (strcmp(name, text) == 0) return id;
+    OTAML_REASON_LIST(OTAML_X_IF)
+#undef OTAML_X_IF
+    return OTAML_REASON_OK;
+}
+
+const char *otaml_event_to_str(otaml_event_t event)
+{
+    switch (event) {
+#define OTAML_X_CASE(name, text) \
+    case name:                   \
+        return text;
+        OTAML_EVENT_LIST(OTAML_X_CASE)
+#undef OTAML_X_CASE
+    }
+    return "unknown";
+}
+
+const char *otaml_img_state_to_str(otaml_img_state_t state)
+{
+    switch (state) {
+    case OTAML_IMG_NEW: return "new";
+    case OTAML_IMG_PENDING_VERIFY: return "pending_verify";
+    case OTAML_IMG_VALID: return "valid";
+    case OTAML_IMG_INVALID: return "invalid";
+    case OTAML_IMG_ABORTED: return "aborted";
+    case OTAML_IMG_UNDEFINED: return "undefined";
+    }
+    return "undefined";
+}

@@ -1,0 +1,17 @@
+/* Run-time knobs of the POSIX port, set by otaml-sim before the agent starts. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    int booted_slot;             /* chosen by sim_bootloader_select() at "power on" */
+    bool trusted_time;           /* false: the device has no SNTP time (expiry not judged) */
+    uint32_t download_rate;      /* bytes/s cap on response bodies (a slow radio); 0 = unlimited */
+    bool verbose;                /* D-level logs */
+    char *const *argv;           /* for a reboot: the process restarts itself with these */
+} sim_port_config_t;
+
+void sim_port_configure(const sim_port_config_t *cfg);
+/** Release libcurl (at exit, so leak checkers see a clean heap). */
+void sim_port_shutdown(void);

@@ -1,0 +1,325 @@
+/*
+ * otaml-sim: an ESP32 running the otaml firmware, on the host. Same core as the device, POSIX port.
+ *
+ *   otaml-sim --flash FILE flash IMAGE.bin      first USB flash: partition table, image in ota_0, otadata reset
+ *   otaml-sim --flash FILE run --server URL --device-id ID [--token T] [options]
+ *   otaml-sim --flash FILE info                 JSON: booted slot, each slot's state and app version, NVS
+ *
+ * Simulation directives are strings inside an image (firmware/sim/README.md), so a test can publish a
+ * build that "fails its self-test" or "crashes before confirming" as a genuine, signed image.
+ */
+#define _GNU_SOURCE /* memmem, mallinfo2 */
+#include <getopt.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "otaml_agent.h"
+#include "otaml_embedded_key.h"
+#include "otaml_manifest.h"
+#include "otaml_port.h"
+#include "sim_flash.h"
+#include "sim_port.h"
+
+static const char *TAG = "otaml_sim";
+
+#define DIRECTIVE_SELFTEST_FAIL "OTAML-SIM:selftest=fail"
+#define DIRECTIVE_CRASH_ON_BOOT "OTAML-SIM:crash-on-boot"
+
+typedef struct {
+    const char *flash;
+    const char *partitions;
+    const char *server;
+    const char *device_id;
+    const char *token;
+    const char *channel;
+    const char *chip;
+    long polls;
+    long interval_ms;
+    long download_rate;
+    bool no_trusted_time;
+    bool verbose;
+    bool heap_report;
+} options_t;
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: otaml-sim --flash FILE flash IMAGE.bin [--partitions CSV]\n"
+            "       otaml-sim --flash FILE run --server URL --device-id ID [--token T] [--channel C]\n"
+            "                 [--chip esp32] [--polls N] [--interval-ms MS] [--download-rate BYTES_PER_S]\n"
+            "                 [--no-trusted-time] [--verbose] [--heap-report]\n"
+            "       otaml-sim --flash FILE info\n");
+    return 2;
+}
+
+/* ---- directives inside the running image ---- */
+
+static bool prv_image_has(int slot, const char *needle)
+{
+    const sim_partition_t *p = sim_flash_ota_partition(slot);
+    sim_image_t img;
+    sim_flash_image(p, &img);
+    if (!img.valid) return false;
+    char *buf = malloc(img.length + 1);
+    if (buf == NULL) return false;
+    bool found = false;
+    if (sim_flash_read(p->offset, buf, img.length) == OTAML_OK) {
+        buf[img.length] = '\0';
+        found = memmem(buf, img.length, needle, strlen(needle)) != NULL;
+    }
+    free(buf);
+    return found;
+}
+
+static bool prv_selftest(void *ctx, char *detail, size_t size)
+{
+    int slot = *(int *)ctx;
+    if (prv_image_has(slot, DIRECTIVE_SELFTEST_FAIL)) {
+        snprintf(detail, size, "simulated self-test failure (%s)", DIRECTIVE_SELFTEST_FAIL);
+        return false;
+    }
+    snprintf(detail, size, "ok");
+    return true;
+}
+
+/* ---- commands ---- */
+
+static int cmd_flash(const options_t *o, const char *image_path)
+{
+    FILE *f = fopen(image_path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "otaml-sim: cannot read %s\n", image_path);
+        return 1;
+    }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *data = malloc(size > 0 ? (size_t)size : 1);
+    bool read_ok = data && fread(data, 1, (size_t)size, f) == (size_t)size;
+    fclose(f);
+    if (!read_ok) {
+        free(data);
+        fprintf(stderr, "otaml-sim: cannot read %s\n", image_path);
+        return 1;
+    }
+    int rc = 1;
+    const sim_partition_t *ota0;
+    sim_image_t img;
+    if (sim_flash_write_partition_table(o->partitions) != OTAML_OK || sim_flash_reset_otadata() != OTAML_OK) goto out;
+    ota0 = sim_flash_ota_partition(0);
+    if (ota0 == NULL || (uint32_t)size > ota0->size) {
+        fprintf(stderr, "otaml-sim: %s does not fit ota_0\n", image_path);
+        goto out;
+    }
+    if (sim_flash_erase(ota0->offset, ((uint32_t)size + SIM_SECTOR - 1) / SIM_SECTOR * SIM_SECTOR) != OTAML_OK ||
+        sim_flash_write(ota0->offset, data, (size_t)size) != OTAML_OK) {
+        goto out;
+    }
+    sim_flash_image(ota0, &img);
+    if (!img.valid) {
+        fprintf(stderr, "otaml-sim: %s is not a valid app image (header, checksum or SHA-256)\n", image_path);
+        goto out;
+    }
+    printf("flashed %s %s (%ld bytes) into ota_0 at 0x%x\n", img.project, img.version, size, ota0->offset);
+    rc = 0;
+out:
+    free(data);
+    return rc;
+}
+
+static void prv_add_nvs(cJSON *obj, const char *key, bool numeric)
+{
+    char buf[160];
+    uint64_t v;
+    if (numeric && otaml_port_store_get_u64(key, &v) == OTAML_OK) cJSON_AddNumberToObject(obj, key, (double)v);
+    else if (!numeric && otaml_port_store_get_str(key, buf, sizeof(buf)) == OTAML_OK) cJSON_AddStringToObject(obj, key, buf);
+}
+
+static int cmd_info(void)
+{
+    cJSON *root = cJSON_CreateObject();
+    int boot = sim_bootloader_select(false);
+    const sim_partition_t *bp = boot >= 0 ? sim_flash_ota_partition(boot) : NULL;
+    cJSON_AddStringToObject(root, "boot_slot", bp ? bp->label : "none");
+    cJSON *slots = cJSON_AddArrayToObject(root, "slots");
+    for (int s = 0; s < sim_flash_ota_count(); s++) {
+        const sim_partition_t *p = sim_flash_ota_partition(s);
+        sim_image_t img;
+        sim_flash_image(p, &img);
+        cJSON *slot = cJSON_CreateObject();
+        cJSON_AddStringToObject(slot, "label", p->label);
+        cJSON_AddStringToObject(slot, "state", otaml_img_state_to_str(sim_otadata_state(s)));
+        cJSON_AddStringToObject(slot, "version", img.valid ? img.version : "");
+        cJSON_AddBoolToObject(slot, "valid_image", img.valid);
+        cJSON_AddItemToArray(slots, slot);
+    }
+    sim_port_config_t cfg = {.booted_slot = boot < 0 ? 0 : boot};
+    sim_port_configure(&cfg);
+    cJSON *nvs = cJSON_AddObjectToObject(root, "nvs");
+    prv_add_nvs(nvs, "mf_ver", true);
+    prv_add_nvs(nvs, "failed_ver", false);
+    prv_add_nvs(nvs, "inst_ver", false);
+    prv_add_nvs(nvs, "dl_sha", false);
+    prv_add_nvs(nvs, "dl_off", true);
+    prv_add_nvs(nvs, "ob_kind", false);
+    char *text = cJSON_Print(root);
+    printf("%s\n", text);
+    free(text);
+    cJSON_Delete(root);
+    return 0;
+}
+
+static size_t prv_heap_in_use(void)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    return mallinfo2().uordblks;
+#else
+    return 0;
+#endif
+}
+
+static int cmd_run(const options_t *o, char **argv)
+{
+    if (o->server == NULL || o->device_id == NULL) return usage();
+    int slot = sim_bootloader_select(true);
+    if (slot < 0) {
+        OTAML_LOGE("boot", "no bootable app image in any slot");
+        return 3;
+    }
+    const sim_partition_t *part = sim_flash_ota_partition(slot);
+    sim_port_config_t cfg = {
+        .booted_slot = slot,
+        .trusted_time = !o->no_trusted_time,
+        .download_rate = (uint32_t)o->download_rate,
+        .verbose = o->verbose,
+        .argv = argv,
+    };
+    sim_port_configure(&cfg);
+    OTAML_LOGI("boot", "Loaded app from partition at offset 0x%x (%s)", part->offset, part->label);
+
+    char token[160];
+    if (o->token != NULL) {
+        otaml_port_store_set_str("token", o->token);
+        snprintf(token, sizeof(token), "%s", o->token);
+    } else if (otaml_port_store_get_str("token", token, sizeof(token)) != OTAML_OK) {
+        OTAML_LOGE(TAG, "no device token: pass --token once (it is kept in NVS)");
+        return 2;
+    }
+
+    if (sim_otadata_state(slot) == OTAML_IMG_PENDING_VERIFY && prv_image_has(slot, DIRECTIVE_CRASH_ON_BOOT)) {
+        OTAML_LOGE(TAG, "simulated crash before the image confirmed itself (%s)", DIRECTIVE_CRASH_ON_BOOT);
+        otaml_port_reboot();
+    }
+
+    const char *pems[] = {OTAML_MANIFEST_PUBKEY_PEM};
+    otaml_keyring_t ring;
+    otaml_status_t st = otaml_keyring_init(&ring, pems, 1);
+    if (st != OTAML_OK) {
+        OTAML_LOGE(TAG, "compiled-in manifest key is unusable: %s", otaml_status_to_str(st));
+        return 1;
+    }
+    otaml_agent_config_t acfg = {
+        .server_url = o->server,
+        .channel = o->channel,
+        .device_id = o->device_id,
+        .token = token,
+        .project = OTAML_PROJECT_NAME,
+        .chip = o->chip,
+        .keyring = &ring,
+        .selftest = prv_selftest,
+        .selftest_ctx = &slot,
+        .default_poll_interval_s = 60,
+        .min_poll_interval_s = 1,
+    };
+    otaml_agent_t agent;
+    st = otaml_agent_init(&agent, &acfg);
+    if (st == OTAML_OK) st = otaml_agent_boot(&agent);
+    if (st != OTAML_OK) {
+        OTAML_LOGE(TAG, "OTA agent failed to start: %s", otaml_status_to_str(st));
+        sim_port_shutdown();
+        return 1;
+    }
+    size_t heap_after_warmup = 0;
+    for (long i = 0; o->polls <= 0 || i < o->polls; i++) {
+        otaml_poll_outcome_t outcome;
+        otaml_agent_poll(&agent, &outcome);
+        if (o->heap_report && i == 9) heap_after_warmup = prv_heap_in_use();
+        uint32_t delay = o->interval_ms > 0 ? (uint32_t)o->interval_ms : otaml_agent_next_delay_ms(&agent);
+        if (o->polls <= 0 || i + 1 < o->polls) usleep(delay * 1000u);
+    }
+    if (o->heap_report) {
+        printf("heap in use after 10 polls: %zu bytes, after %ld polls: %zu bytes\n", heap_after_warmup, o->polls,
+               prv_heap_in_use());
+    }
+    sim_port_shutdown();
+    return 0;
+}
+
+static const struct option LONGOPTS[] = {
+    {"flash", required_argument, 0, 'f'},       {"partitions", required_argument, 0, 'p'},
+    {"server", required_argument, 0, 's'},      {"device-id", required_argument, 0, 'd'},
+    {"token", required_argument, 0, 't'},       {"channel", required_argument, 0, 'c'},
+    {"chip", required_argument, 0, 'C'},        {"polls", required_argument, 0, 'n'},
+    {"interval-ms", required_argument, 0, 'i'}, {"download-rate", required_argument, 0, 'r'},
+    {"no-trusted-time", no_argument, 0, 'T'},   {"verbose", no_argument, 0, 'v'},
+    {"heap-report", no_argument, 0, 'H'},       {0, 0, 0, 0},
+};
+
+/* Options may come before and after the command word; "+" stops at the first non-option. */
+static bool prv_parse_options(int argc, char **argv, options_t *o)
+{
+    int c;
+    while ((c = getopt_long(argc, argv, "+", LONGOPTS, NULL)) != -1) {
+        switch (c) {
+        case 'f': o->flash = optarg; break;
+        case 'p': o->partitions = optarg; break;
+        case 's': o->server = optarg; break;
+        case 'd': o->device_id = optarg; break;
+        case 't': o->token = optarg; break;
+        case 'c': o->channel = optarg; break;
+        case 'C': o->chip = optarg; break;
+        case 'n': o->polls = strtol(optarg, NULL, 10); break;
+        case 'i': o->interval_ms = strtol(optarg, NULL, 10); break;
+        case 'r': o->download_rate = strtol(optarg, NULL, 10); break;
+        case 'T': o->no_trusted_time = true; break;
+        case 'v': o->verbose = true; break;
+        case 'H': o->heap_report = true; break;
+        default: return false;
+        }
+    }
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    options_t o = {.partitions = OTAML_DEFAULT_PARTITIONS_CSV, .channel = "stable", .chip = "esp32"};
+    if (!prv_parse_options(argc, argv, &o) || o.flash == NULL || optind >= argc) return usage();
+    const char *cmd = argv[optind++];
+    const char *image = NULL;
+    if (strcmp(cmd, "flash") == 0) {
+        if (optind >= argc) return usage();
+        image = argv[optind++];
+    }
+    if (!prv_parse_options(argc, argv, &o) || optind != argc) return usage();
+    if (sim_flash_open(o.flash) != OTAML_OK) return 1;
+    int rc;
+    if (strcmp(cmd, "flash") == 0) {
+        rc = cmd_flash(&o, image);
+    } else if (sim_flash_ota_count() < 2) {
+        fprintf(stderr, "otaml-sim: %s holds no partition table with two OTA slots; run `flash` first\n", o.flash);
+        rc = 1;
+    } else if (strcmp(cmd, "run") == 0) {
+        rc = cmd_run(&o, argv);
+    } else if (strcmp(cmd, "info") == 0) {
+        rc = cmd_info();
+    } else {
+        rc = usage();
+    }
+    sim_flash_close();
+    return rc;
+}
