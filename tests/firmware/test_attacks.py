@@ -1,0 +1,148 @@
+"""A network attacker between device and server: every tampering is refused without switching slots,
+and reported to the real server (events pass through the attacker untouched)."""
+
+from __future__ import annotations
+
+import itertools
+
+import httpx
+import pytest
+
+from tests.utils.mitm import Mitm
+from tests.utils.processes import ServerProcess, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def mitm_and_server(tmp_path):
+    """The attacker owns the path to the server's public address: OTAML_PUBLIC_URL is the proxy, so
+    manifests and binaries alike reach devices through it. The CLI talks to the server directly."""
+    port = free_port()
+    with Mitm(f"http://127.0.0.1:{port}", tamper=lambda path, up: None) as mitm:
+        srv = ServerProcess(tmp_path / "data", port=port, env_extra={"OTAML_PUBLIC_URL": mitm.url}).start()
+        yield mitm, srv
+        srv.stop()
+
+
+@pytest.fixture
+def server(mitm_and_server):
+    return mitm_and_server[1]
+
+
+@pytest.fixture
+def mitm(mitm_and_server):
+    return mitm_and_server[0]
+
+
+@pytest.fixture
+def on_1_1(cli, make_image):
+    assert cli("publish", "1.1", str(make_image("1.1"))).returncode == 0
+    return make_image("1.1")
+
+
+def assert_untouched(dev):
+    info = dev.info()
+    assert info["boot_slot"] == "ota_0" and dev.booted_version() == "1.1"
+    assert {s["label"]: s["state"] for s in info["slots"]}["ota_1"] in ("undefined", "invalid")
+    assert "inst_ver" not in info["nvs"]
+
+
+def rejected(events, device_id):
+    return [e["reason"] for e in events(device_id) if e["kind"] == "rejected"]
+
+
+def is_manifest(path: str) -> bool:
+    return path.split("?")[0].endswith("/firmware.json")
+
+
+def test_tampered_manifest_fails_its_signature(mitm, cli, enroll, make_image, on_1_1, events):
+    def tamper(path, up):
+        if is_manifest(path) and up.status == 200:
+            body = up.body.replace(b'"channel": "stable"', b'"channel": "stable" ')
+            return 200, {**{k: v for k, v in up.headers.items() if k.lower().startswith("x-otaml") or k.lower() == "etag"},
+                         "Content-Length": str(len(body))}, iter([body])
+        return None
+
+    mitm.tamper = tamper
+    dev = enroll("dev-sig", mitm.url)
+    dev.flash_image(on_1_1)
+    assert cli("publish", "1.2", str(make_image("1.2"))).returncode == 0
+    log = dev.run(polls=3)
+    assert "signature does not verify" in log
+    assert_untouched(dev)
+    assert rejected(events, "dev-sig") == ["bad_signature"]
+
+
+def test_replayed_older_manifest_is_refused(server, mitm, cli, enroll, make_image, on_1_1, events):
+    old_body = (server.data_dir / "static" / "firmware.json").read_bytes()
+    old_sig = (server.data_dir / "static" / "firmware.json.sig").read_text().strip()
+    dev = enroll("dev-replay", mitm.url)
+    dev.flash_image(on_1_1)
+    assert cli("publish", "1.2", str(make_image("1.2"))).returncode == 0
+    dev.run(polls=2)
+    assert dev.booted_version() == "1.2" and dev.info()["nvs"]["mf_ver"] == 2
+
+    def replay(path, up):
+        if is_manifest(path):
+            return 200, {"X-Otaml-Signature": old_sig, "ETag": '"replayed"', "Content-Length": str(len(old_body))}, iter([old_body])
+        return None
+
+    mitm.tamper = replay
+    log = dev.run(polls=3)
+    assert "refused 1.1: manifest_replayed" in log
+    assert dev.booted_version() == "1.2"
+    assert rejected(events, "dev-replay") == ["manifest_replayed"]
+
+
+def test_binary_with_wrong_hash_is_refused(mitm, cli, enroll, make_image, on_1_1, events):
+    def corrupt(path, up):
+        if path.startswith("/binaries/") and up.status == 200:
+            body = bytearray(up.body)
+            body[len(body) // 2] ^= 0xFF
+            return 200, {"Content-Length": str(len(body))}, iter([bytes(body)])
+        return None
+
+    mitm.tamper = corrupt
+    dev = enroll("dev-hash", mitm.url)
+    dev.flash_image(on_1_1)
+    assert cli("publish", "1.2", str(make_image("1.2"))).returncode == 0
+    log = dev.run(polls=3)
+    assert "refused 1.2: hash_mismatch" in log
+    assert_untouched(dev)
+    assert rejected(events, "dev-hash") == ["hash_mismatch"]  # once: the same manifest is not retried
+    assert "dl_sha" not in dev.info()["nvs"]
+
+
+def test_endless_binary_is_cut_at_the_declared_size(mitm, cli, enroll, make_image, on_1_1, events):
+    sent = {"bytes": 0}
+
+    def endless(path, up):
+        if path.startswith("/binaries/") and up.status == 200:
+            def forever():
+                yield up.body
+                for _ in itertools.repeat(None, 4096):  # bounded so the test's thread ends: 64 MiB
+                    sent["bytes"] += 16384
+                    yield b"\xa5" * 16384
+            return 200, {}, forever()
+        return None
+
+    mitm.tamper = endless
+    dev = enroll("dev-endless", mitm.url)
+    dev.flash_image(on_1_1)
+    assert cli("publish", "1.2", str(make_image("1.2"))).returncode == 0
+    log = dev.run(polls=2)
+    assert "refused 1.2: size_mismatch" in log
+    assert_untouched(dev)
+    assert rejected(events, "dev-endless") == ["size_mismatch"]
+    assert sent["bytes"] < 4 * 1024 * 1024, "the device kept reading past the declared size"
+
+
+def test_unknown_device_and_wrong_token_get_nothing(server, cli, enroll, make_image, on_1_1):
+    dev = enroll("dev-auth")
+    dev.flash_image(on_1_1)
+    dev.token = "not-the-token"
+    log = dev.run(polls=2)
+    assert "server refused device dev-auth: check its id and token" in log
+    r = httpx.get(f"{server.url}/firmware.json", headers={"X-Otaml-Device-Id": "dev-auth", "Authorization": "Bearer x"})
+    assert r.status_code == 401
