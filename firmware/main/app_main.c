@@ -1,0 +1,115 @@
+/*
+ * otaml firmware: boot setup, the rollback gate, then the ML task and the OTA task.
+ *
+ * The gate runs before anything else can depend on the new image: a build that cannot reach the
+ * network, cannot reach the release server, or fails the ML health check never confirms itself, and
+ * the bootloader returns to the previous slot.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "esp_event.h"
+#include "esp_log.h"
+#include "esp_mac.h"
+#include "esp_netif.h"
+#include "esp_netif_sntp.h"
+#include "esp_ota_ops.h"
+#include "nvs.h"
+#include "nvs_flash.h"
+#include "sdkconfig.h"
+
+#include "ml_task.h"
+#include "ota_task.h"
+#include "otaml_agent.h"
+#include "otaml_port_esp_idf.h"
+#include "wifi.h"
+
+static const char *TAG = "otaml_main";
+
+extern const char manifest_pub_pem_start[] asm("_binary_manifest_pub_pem_start");
+extern const char server_ca_pem_start[] asm("_binary_server_ca_pem_start");
+
+static otaml_keyring_t s_keyring;
+static otaml_agent_t s_agent;
+static char s_device_id[65];
+static char s_token[96];
+
+static bool prv_selftest(void *ctx, char *detail, size_t size)
+{
+    (void)ctx;
+    return ml_health_check(detail, size);
+}
+
+/* Identity: NVS (provisioned at the factory) first, then Kconfig, then the MAC for the id. */
+static void prv_identity(void)
+{
+    if (otaml_port_store_get_str("device_id", s_device_id, sizeof(s_device_id)) != OTAML_OK) {
+        if (strlen(CONFIG_OTAML_DEVICE_ID) > 0) {
+            snprintf(s_device_id, sizeof(s_device_id), "%s", CONFIG_OTAML_DEVICE_ID);
+        } else {
+            uint8_t mac[6];
+            esp_read_mac(mac, ESP_MAC_WIFI_STA);
+            snprintf(s_device_id, sizeof(s_device_id), "otaml-%02x%02x%02x%02x%02x%02x", mac[0], mac[1], mac[2],
+                     mac[3], mac[4], mac[5]);
+        }
+    }
+    if (otaml_port_store_get_str("token", s_token, sizeof(s_token)) != OTAML_OK) {
+        snprintf(s_token, sizeof(s_token), "%s", CONFIG_OTAML_DEVICE_TOKEN);
+    }
+    if (s_token[0] == '\0') ESP_LOGW(TAG, "no device token: the server will refuse %s's check-ins", s_device_id);
+}
+
+void app_main(void)
+{
+    /* Boot setup: failures here leave nothing to run, so they abort (and, while pending verification,
+     * the reset makes the bootloader roll back). */
+    esp_err_t err = nvs_flash_init();
+    if (err == ESP_ERR_NVS_NO_FREE_PAGES || err == ESP_ERR_NVS_NEW_VERSION_FOUND) {
+        ESP_ERROR_CHECK(nvs_flash_erase());
+        err = nvs_flash_init();
+    }
+    ESP_ERROR_CHECK(err);
+    ESP_ERROR_CHECK(esp_netif_init());
+    ESP_ERROR_CHECK(esp_event_loop_create_default());
+    otaml_port_esp_idf_init(server_ca_pem_start);
+
+    const esp_app_desc_t *app = esp_app_get_description();
+    ESP_LOGI(TAG, "%s %s (secure_version %" PRIu32 ", ESP-IDF %s)", app->project_name, app->version,
+             app->secure_version, app->idf_ver);
+
+    err = wifi_connect();
+    if (err != ESP_OK) ESP_LOGW(TAG, "no network yet: %s", esp_err_to_name(err));
+    esp_sntp_config_t sntp = ESP_NETIF_SNTP_DEFAULT_CONFIG(CONFIG_OTAML_SNTP_SERVER);
+    esp_netif_sntp_init(&sntp);
+    if (esp_netif_sntp_sync_wait(pdMS_TO_TICKS(CONFIG_OTAML_SNTP_WAIT_MS)) != ESP_OK) {
+        ESP_LOGW(TAG, "time not synchronized yet: manifest expiry is judged once it is");
+    }
+
+    prv_identity();
+    const char *pems[] = {manifest_pub_pem_start};
+    otaml_status_t st = otaml_keyring_init(&s_keyring, pems, 1);
+    if (st != OTAML_OK) {
+        ESP_LOGE(TAG, "embedded manifest key unusable (%s): updates disabled", otaml_status_to_str(st));
+        ESP_ERROR_CHECK(ml_task_start());
+        return;
+    }
+    otaml_agent_config_t cfg = {
+        .server_url = CONFIG_OTAML_SERVER_URL,
+        .channel = CONFIG_OTAML_CHANNEL,
+        .device_id = s_device_id,
+        .token = s_token,
+        .project = app->project_name,
+        .chip = CONFIG_IDF_TARGET,
+        .keyring = &s_keyring,
+        .selftest = prv_selftest,
+        .default_poll_interval_s = CONFIG_OTAML_POLL_INTERVAL_S,
+        .min_poll_interval_s = CONFIG_OTAML_MIN_POLL_INTERVAL_S,
+    };
+    st = otaml_agent_init(&s_agent, &cfg);
+    /* The rollback gate: confirms or rolls back a new image; does not return when rolling back. */
+    if (st == OTAML_OK) st = otaml_agent_boot(&s_agent);
+    if (st != OTAML_OK) ESP_LOGE(TAG, "OTA agent: %s", otaml_status_to_str(st));
+
+    ESP_ERROR_CHECK(ml_task_start());
+    if (st == OTAML_OK) ESP_ERROR_CHECK(ota_task_start(&s_agent));
+}
