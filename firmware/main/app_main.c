@@ -86,11 +86,13 @@ void app_main(void)
     }
 
     prv_identity();
+    err = ml_task_init();
+    if (err != ESP_OK) ESP_LOGE(TAG, "ML model unusable (%s): the self-test will fail", esp_err_to_name(err));
     const char *pems[] = {manifest_pub_pem_start};
     otaml_status_t st = otaml_keyring_init(&s_keyring, pems, 1);
     if (st != OTAML_OK) {
         ESP_LOGE(TAG, "embedded manifest key unusable (%s): updates disabled", otaml_status_to_str(st));
-        ESP_ERROR_CHECK(ml_task_start());
+        if (ml_task_start() != ESP_OK) ESP_LOGE(TAG, "ML task not started");
         return;
     }
     otaml_agent_config_t cfg = {
@@ -102,6 +104,8 @@ void app_main(void)
         .chip = CONFIG_IDF_TARGET,
         .keyring = &s_keyring,
         .selftest = prv_selftest,
+        .checkin_extra = otaml_ml_checkin_headers,
+        .checkin_extra_ctx = ml_task_state(),
         .default_poll_interval_s = CONFIG_OTAML_POLL_INTERVAL_S,
         .min_poll_interval_s = CONFIG_OTAML_MIN_POLL_INTERVAL_S,
     };
@@ -110,6 +114,9 @@ void app_main(void)
     if (st == OTAML_OK) st = otaml_agent_boot(&s_agent);
     if (st != OTAML_OK) ESP_LOGE(TAG, "OTA agent: %s", otaml_status_to_str(st));
 
-    ESP_ERROR_CHECK(ml_task_start());
+    /* Reached only with a confirmed (or never-updated) image. A task that cannot start is logged, not
+     * fatal: the OTA task must keep running so a fixed build can still arrive. */
+    err = ml_task_start();
+    if (err != ESP_OK) ESP_LOGE(TAG, "ML task not started: %s", esp_err_to_name(err));
     if (st == OTAML_OK) ESP_ERROR_CHECK(ota_task_start(&s_agent));
 }

@@ -1,4 +1,5 @@
 #include <stdio.h>
+#include <string.h>
 
 #include "esp_log.h"
 #include "freertos/FreeRTOS.h"
@@ -7,27 +8,59 @@
 
 #include "ml_task.h"
 
-static const char *TAG = "otaml_ml";
+static const char *TAG = "otaml_ml_task";
 
-bool ml_health_check(char *detail, size_t detail_size)
+extern const uint8_t model_tflite_start[] asm("_binary_amp_health_tflite_start");
+extern const uint8_t model_tflite_end[] asm("_binary_amp_health_tflite_end");
+extern const char model_card_start[] asm("_binary_amp_health_card_json_start");
+extern const char model_card_end[] asm("_binary_amp_health_card_json_end");
+extern const char samples_start[] asm("_binary_samples_csv_start");
+extern const char samples_end[] asm("_binary_samples_csv_end");
+
+static otaml_ml_t s_ml;
+static otaml_samples_t s_samples;
+
+esp_err_t ml_task_init(void)
 {
-    /* No model is linked into this build yet: nothing can fail to load. */
-    snprintf(detail, detail_size, "no model in this build");
-    return true;
+    otaml_model_card_t card;
+    /* EMBED_TXTFILES appends a NUL that is not part of the JSON or CSV. */
+    if (otaml_model_card_parse(model_card_start, (size_t)(model_card_end - model_card_start) - 1, &card) != OTAML_OK) {
+        return ESP_ERR_INVALID_STATE;
+    }
+    if (otaml_ml_init(&s_ml, &card, model_tflite_start, (size_t)(model_tflite_end - model_tflite_start)) != OTAML_OK) {
+        return ESP_ERR_INVALID_STATE;
+    }
+    if (otaml_samples_parse(samples_start, (size_t)(samples_end - samples_start) - 1, (size_t)card.n_features,
+                            &s_samples) != OTAML_OK) {
+        ESP_LOGE(TAG, "recorded sensor samples unusable");
+        return ESP_ERR_INVALID_STATE;
+    }
+    return ESP_OK;
 }
+
+bool ml_health_check(char *detail, size_t detail_size) { return otaml_ml_health_check(&s_ml, detail, detail_size); }
+
+otaml_ml_t *ml_task_state(void) { return &s_ml; }
 
 static void prv_ml_task(void *arg)
 {
     (void)arg;
     TickType_t last = xTaskGetTickCount();
-    ESP_LOGI(TAG, "ML task running every %d ms", CONFIG_OTAML_ML_INTERVAL_MS);
+    size_t i = 0;
+    ESP_LOGI(TAG, "%s inferring every %d ms on %u replayed samples", s_ml.model_id, CONFIG_OTAML_ML_INTERVAL_MS,
+             (unsigned)s_samples.count);
     for (;;) {
+        const float *sample = s_samples.values + (i++ % s_samples.count) * s_samples.n_features;
+        int label = otaml_ml_step(&s_ml, sample);
+        if (label < 0) ESP_LOGW(TAG, "inference failed");
+        else ESP_LOGD(TAG, "%s (%u us)", s_ml.card.labels[label], (unsigned)atomic_load(&s_ml.last_latency_us));
         vTaskDelayUntil(&last, pdMS_TO_TICKS(CONFIG_OTAML_ML_INTERVAL_MS));
     }
 }
 
 esp_err_t ml_task_start(void)
 {
+    if (!s_ml.loaded || s_samples.count == 0) return ESP_ERR_INVALID_STATE;
     BaseType_t ok = xTaskCreate(prv_ml_task, "otaml_ml", CONFIG_OTAML_ML_TASK_STACK, NULL,
                                 CONFIG_OTAML_ML_TASK_PRIORITY, NULL);
     return ok == pdPASS ? ESP_OK : ESP_ERR_NO_MEM;

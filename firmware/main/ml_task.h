@@ -1,7 +1,7 @@
 /*
- * The ML task: runs inference on sensor input in its own FreeRTOS task, never blocked by the OTA task.
- * The model, its op resolver and the per-class counters arrive with the ML work (see issue "ML on the
- * device"); this file fixes the task's place in the architecture and its health-check contract.
+ * The ML task: the amplifier-health model (firmware/model, linked into the image) runs on sensor
+ * samples at CONFIG_OTAML_ML_INTERVAL_MS in its own FreeRTOS task; its per-class counters and latency
+ * go out with the OTA task's check-ins.
  */
 #pragma once
 
@@ -9,12 +9,21 @@
 #include <stddef.h>
 
 #include "esp_err.h"
+#include "otaml_ml.h"
 
 /**
- * Health check for the rollback gate, run before the task starts: the model loads, its arena fits and
- * golden inputs give the expected outputs. Says why in detail on failure.
+ * Load the model and the recorded sensor samples (the sensor port replays them: real ADC or Modbus
+ * input is out of scope). @return ESP_OK; ESP_ERR_INVALID_STATE (card, model or samples unusable:
+ * the health check then fails).
  */
+esp_err_t ml_task_init(void);
+
+/** Health check for the rollback gate: the model loaded, the arena fits, the golden inputs give the
+ * card's outputs. Says why in detail on failure. */
 bool ml_health_check(char *detail, size_t detail_size);
 
-/** Start the ML task. @return ESP_OK, ESP_ERR_NO_MEM (task could not be created). */
+/** The ML state the OTA task reports with check-ins (otaml_ml_checkin_headers). */
+otaml_ml_t *ml_task_state(void);
+
+/** Start the ML task. @return ESP_OK, ESP_ERR_INVALID_STATE (not initialized), ESP_ERR_NO_MEM. */
 esp_err_t ml_task_start(void);

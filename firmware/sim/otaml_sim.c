@@ -11,6 +11,8 @@
 #define _GNU_SOURCE /* memmem, mallinfo2 */
 #include <getopt.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +21,9 @@
 #include <cJSON.h>
 
 #include "otaml_agent.h"
-#include "otaml_embedded_key.h"
+#include "otaml_sim_config.h"
 #include "otaml_manifest.h"
+#include "otaml_ml.h"
 #include "otaml_port.h"
 #include "sim_flash.h"
 #include "sim_port.h"
@@ -29,6 +32,9 @@ static const char *TAG = "otaml_sim";
 
 #define DIRECTIVE_SELFTEST_FAIL "OTAML-SIM:selftest=fail"
 #define DIRECTIVE_CRASH_ON_BOOT "OTAML-SIM:crash-on-boot"
+/* A model ships inside the image, as on the device: marker, u32 little-endian length, bytes. */
+#define BLOB_MODEL "OTAML-MODEL:"
+#define BLOB_CARD "OTAML-CARD:"
 
 typedef struct {
     const char *flash;
@@ -44,6 +50,7 @@ typedef struct {
     bool no_trusted_time;
     bool verbose;
     bool heap_report;
+    long ml_interval_ms;
 } options_t;
 
 static int usage(void)
@@ -52,38 +59,119 @@ static int usage(void)
             "usage: otaml-sim --flash FILE flash IMAGE.bin [--partitions CSV]\n"
             "       otaml-sim --flash FILE run --server URL --device-id ID [--token T] [--channel C]\n"
             "                 [--chip esp32] [--polls N] [--interval-ms MS] [--download-rate BYTES_PER_S]\n"
-            "                 [--no-trusted-time] [--verbose] [--heap-report]\n"
+            "                 [--no-trusted-time] [--verbose] [--heap-report] [--ml-interval-ms MS]\n"
             "       otaml-sim --flash FILE info\n");
     return 2;
 }
 
 /* ---- directives inside the running image ---- */
 
-static bool prv_image_has(int slot, const char *needle)
+/* The running image's bytes (NULL if it does not validate). Caller frees. */
+static uint8_t *prv_image_bytes(int slot, size_t *len)
 {
     const sim_partition_t *p = sim_flash_ota_partition(slot);
     sim_image_t img;
     sim_flash_image(p, &img);
-    if (!img.valid) return false;
-    char *buf = malloc(img.length + 1);
-    if (buf == NULL) return false;
-    bool found = false;
-    if (sim_flash_read(p->offset, buf, img.length) == OTAML_OK) {
-        buf[img.length] = '\0';
-        found = memmem(buf, img.length, needle, strlen(needle)) != NULL;
+    if (!img.valid) return NULL;
+    uint8_t *buf = malloc(img.length);
+    if (buf == NULL || sim_flash_read(p->offset, buf, img.length) != OTAML_OK) {
+        free(buf);
+        return NULL;
     }
-    free(buf);
+    *len = img.length;
+    return buf;
+}
+
+static bool prv_image_has(int slot, const char *needle)
+{
+    size_t len = 0;
+    uint8_t *img = prv_image_bytes(slot, &len);
+    bool found = img != NULL && memmem(img, len, needle, strlen(needle)) != NULL;
+    free(img);
     return found;
+}
+
+/* A blob embedded after a marker; points into img. */
+static const uint8_t *prv_blob(const uint8_t *img, size_t len, const char *marker, uint32_t *blob_len)
+{
+    const uint8_t *m = memmem(img, len, marker, strlen(marker));
+    if (m == NULL) return NULL;
+    const uint8_t *p = m + strlen(marker);
+    if ((size_t)(p + 4 - img) > len) return NULL;
+    memcpy(blob_len, p, 4);
+    p += 4;
+    return (size_t)(p - img) + *blob_len <= len ? p : NULL;
+}
+
+/* ---- the ML task ---- */
+
+typedef struct {
+    int slot;
+    bool has_model;
+    otaml_ml_t ml;
+    otaml_samples_t samples;
+    long interval_ms;
+    atomic_bool stop;
+    pthread_t thread;
+} sim_app_t;
+
+static void *prv_ml_task(void *arg)
+{
+    sim_app_t *app = arg;
+    size_t i = 0;
+    while (!atomic_load(&app->stop)) {
+        otaml_ml_step(&app->ml, app->samples.values + (i++ % app->samples.count) * app->samples.n_features);
+        usleep((useconds_t)app->interval_ms * 1000u);
+    }
+    return NULL;
+}
+
+/* Load the model and card the running image carries; the sensor port replays recorded samples. */
+static void prv_ml_setup(sim_app_t *app)
+{
+    size_t len = 0;
+    uint8_t *img = prv_image_bytes(app->slot, &len);
+    uint32_t model_len = 0, card_len = 0;
+    const uint8_t *model = img ? prv_blob(img, len, BLOB_MODEL, &model_len) : NULL;
+    const uint8_t *card_json = img ? prv_blob(img, len, BLOB_CARD, &card_len) : NULL;
+    if (model == NULL || card_json == NULL) {
+        OTAML_LOGI(TAG, "this image carries no model: ML task not started");
+        free(img);
+        return;
+    }
+    app->has_model = true;
+    otaml_model_card_t card;
+    if (otaml_model_card_parse((const char *)card_json, card_len, &card) == OTAML_OK) {
+        otaml_ml_init(&app->ml, &card, model, model_len);
+        snprintf(app->ml.model_id, sizeof(app->ml.model_id), "%s/%s", card.name, card.model_version);
+    }
+    free(img);
+    size_t csv_len = 0;
+    FILE *f = fopen(OTAML_DEFAULT_SAMPLES_CSV, "rb");
+    char *csv = NULL;
+    if (f != NULL) {
+        fseek(f, 0, SEEK_END);
+        csv_len = (size_t)ftell(f);
+        fseek(f, 0, SEEK_SET);
+        csv = malloc(csv_len + 1);
+        if (csv != NULL && fread(csv, 1, csv_len, f) != csv_len) csv_len = 0;
+        fclose(f);
+    }
+    if (csv == NULL || otaml_samples_parse(csv, csv_len, (size_t)card.n_features, &app->samples) != OTAML_OK) {
+        OTAML_LOGE(TAG, "no sensor samples at %s: ML task not started", OTAML_DEFAULT_SAMPLES_CSV);
+    }
+    free(csv);
 }
 
 static bool prv_selftest(void *ctx, char *detail, size_t size)
 {
-    int slot = *(int *)ctx;
-    if (prv_image_has(slot, DIRECTIVE_SELFTEST_FAIL)) {
+    sim_app_t *app = ctx;
+    if (prv_image_has(app->slot, DIRECTIVE_SELFTEST_FAIL)) {
         snprintf(detail, size, "simulated self-test failure (%s)", DIRECTIVE_SELFTEST_FAIL);
         return false;
     }
-    snprintf(detail, size, "ok");
+    if (app->has_model) return otaml_ml_health_check(&app->ml, detail, size);
+    snprintf(detail, size, "ok (no model in this image)");
     return true;
 }
 
@@ -223,6 +311,10 @@ static int cmd_run(const options_t *o, char **argv)
         OTAML_LOGE(TAG, "compiled-in manifest key is unusable: %s", otaml_status_to_str(st));
         return 1;
     }
+    static sim_app_t app; /* outlives the agent; static so a reboot's exec leaves nothing behind */
+    app.slot = slot;
+    app.interval_ms = o->ml_interval_ms > 0 ? o->ml_interval_ms : 200;
+    prv_ml_setup(&app);
     otaml_agent_config_t acfg = {
         .server_url = o->server,
         .channel = o->channel,
@@ -232,7 +324,9 @@ static int cmd_run(const options_t *o, char **argv)
         .chip = o->chip,
         .keyring = &ring,
         .selftest = prv_selftest,
-        .selftest_ctx = &slot,
+        .selftest_ctx = &app,
+        .checkin_extra = app.ml.loaded ? otaml_ml_checkin_headers : NULL,
+        .checkin_extra_ctx = &app.ml,
         .default_poll_interval_s = 60,
         .min_poll_interval_s = 1,
     };
@@ -241,9 +335,12 @@ static int cmd_run(const options_t *o, char **argv)
     if (st == OTAML_OK) st = otaml_agent_boot(&agent);
     if (st != OTAML_OK) {
         OTAML_LOGE(TAG, "OTA agent failed to start: %s", otaml_status_to_str(st));
+        otaml_samples_free(&app.samples);
         sim_port_shutdown();
         return 1;
     }
+    bool ml_running = app.ml.loaded && app.samples.count > 0;
+    if (ml_running) pthread_create(&app.thread, NULL, prv_ml_task, &app);
     size_t heap_after_warmup = 0;
     for (long i = 0; o->polls <= 0 || i < o->polls; i++) {
         otaml_poll_outcome_t outcome;
@@ -252,10 +349,15 @@ static int cmd_run(const options_t *o, char **argv)
         uint32_t delay = o->interval_ms > 0 ? (uint32_t)o->interval_ms : otaml_agent_next_delay_ms(&agent);
         if (o->polls <= 0 || i + 1 < o->polls) usleep(delay * 1000u);
     }
+    if (ml_running) {
+        atomic_store(&app.stop, true);
+        pthread_join(app.thread, NULL);
+    }
     if (o->heap_report) {
         printf("heap in use after 10 polls: %zu bytes, after %ld polls: %zu bytes\n", heap_after_warmup, o->polls,
                prv_heap_in_use());
     }
+    otaml_samples_free(&app.samples);
     sim_port_shutdown();
     return 0;
 }
@@ -267,7 +369,8 @@ static const struct option LONGOPTS[] = {
     {"chip", required_argument, 0, 'C'},        {"polls", required_argument, 0, 'n'},
     {"interval-ms", required_argument, 0, 'i'}, {"download-rate", required_argument, 0, 'r'},
     {"no-trusted-time", no_argument, 0, 'T'},   {"verbose", no_argument, 0, 'v'},
-    {"heap-report", no_argument, 0, 'H'},       {0, 0, 0, 0},
+    {"heap-report", no_argument, 0, 'H'},       {"ml-interval-ms", required_argument, 0, 'm'},
+    {0, 0, 0, 0},
 };
 
 /* Options may come before and after the command word; "+" stops at the first non-option. */
@@ -289,6 +392,7 @@ static bool prv_parse_options(int argc, char **argv, options_t *o)
         case 'T': o->no_trusted_time = true; break;
         case 'v': o->verbose = true; break;
         case 'H': o->heap_report = true; break;
+        case 'm': o->ml_interval_ms = strtol(optarg, NULL, 10); break;
         default: return false;
         }
     }

@@ -3,6 +3,7 @@ XPublic (output). Routes return XPublic, never a table model."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 
@@ -150,6 +151,10 @@ class Device(DeviceBase, table=True):
     # Latest update event, so the device list shows failures without a join.
     last_event: str | None = Field(default=None, max_length=24)
     last_reason: str | None = Field(default=None, max_length=32)
+    # The model it runs and what it predicts (ML check-in headers).
+    ml_model: str | None = Field(default=None, max_length=48)
+    ml_counters: str | None = Field(default=None, max_length=400)
+    ml_latency_us: int | None = None
 
 
 class DevicePublic(DeviceBase):
@@ -164,6 +169,14 @@ class DevicePublic(DeviceBase):
     secure_version: int | None
     last_event: str | None
     last_reason: str | None
+    ml_model: str | None = None
+    ml_counters: dict[str, int] | None = None
+    ml_latency_us: int | None = None
+
+    @field_validator("ml_counters", mode="before")
+    @classmethod
+    def _counters_from_json(cls, v: object) -> object:
+        return json.loads(v) if isinstance(v, str) else v
 
 
 class DeviceEnrolled(DevicePublic):

@@ -41,7 +41,8 @@ def test_every_device_source_is_registered_and_no_host_code_is():
     listed = {(FW / "main" / s).resolve() for s in component_sources()}
     for path in listed:
         assert path.is_file(), f"{path} is listed in main/CMakeLists.txt but missing"
-    expected = {*FW.joinpath("main").glob("*.c"), *FW.joinpath("core", "src").glob("*.c"), *FW.joinpath("port", "esp_idf").glob("*.c")}
+    expected = {*FW.joinpath("main").glob("*.c"), *FW.joinpath("core", "src").glob("*.c"),
+                *FW.joinpath("port", "esp_idf").glob("*.c"), *FW.joinpath("port", "esp_idf").glob("*.cc")}
     assert {p.resolve() for p in expected} == listed
     for host_only in ("port/posix", "sim/", "tests/"):
         assert not any(host_only in s for s in component_sources())

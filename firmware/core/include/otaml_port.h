@@ -143,6 +143,22 @@ otaml_status_t otaml_port_mark_invalid_and_reboot(void);
 /** Restart the device. Does not return. */
 void otaml_port_reboot(void) __attribute__((noreturn));
 
+/* ---- ML interpreter (TFLM on the device; the TFLM wheel in a worker process on the host) ---- */
+
+/** Microseconds since boot (inference latency). */
+uint64_t otaml_port_uptime_us(void);
+
+/**
+ * Load a .tflite model into an interpreter with an arena of arena_bytes; report its input and output
+ * element counts. Replaces a previously loaded model.
+ * @return OTAML_OK, OTAML_ERR_PARSE (the interpreter refuses the model or cannot allocate its tensors
+ *         in the arena), OTAML_ERR_NO_MEM, OTAML_ERR_IO (interpreter unavailable).
+ */
+otaml_status_t otaml_port_ml_load(const uint8_t *model, size_t len, size_t arena_bytes, size_t *n_in, size_t *n_out);
+
+/** Run the loaded model on int8 input. @return OTAML_OK, OTAML_ERR_STATE (no model), OTAML_ERR_IO. */
+otaml_status_t otaml_port_ml_invoke(const int8_t *in, size_t n_in, int8_t *out, size_t n_out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -34,6 +34,7 @@ void sim_port_configure(const sim_port_config_t *cfg)
 
 void sim_port_shutdown(void)
 {
+    sim_ml_shutdown();
     if (s_curl != NULL) {
         curl_easy_cleanup(s_curl);
         s_curl = NULL;

@@ -15,3 +15,5 @@ typedef struct {
 void sim_port_configure(const sim_port_config_t *cfg);
 /** Release libcurl (at exit, so leak checkers see a clean heap). */
 void sim_port_shutdown(void);
+/** Stop the TFLM worker process (at exit and before a reboot). */
+void sim_ml_shutdown(void);

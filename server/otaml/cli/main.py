@@ -199,11 +199,11 @@ def devices(version_: str | None, channel: str | None, limit: int, server: str, 
     if as_json:
         click.echo(json.dumps(page, indent=2))
         return
-    table = Table("device", "version", "channel", "partition", "state", "last seen (UTC)", "last event", "reason")
+    table = Table("device", "version", "channel", "partition", "state", "last seen (UTC)", "last event", "reason", "model")
     for d in page["data"]:
         table.add_row(
             d["device_id"], d["version"] or "-", d["channel"] or "-", d["partition"] or "-", d["ota_state"] or "-",
-            (d["last_seen"] or "never")[:19], d["last_event"] or "", d["last_reason"] or "",
+            (d["last_seen"] or "never")[:19], d["last_event"] or "", d["last_reason"] or "", d.get("ml_model") or "",
         )
     out.print(table)
     out.print(f"{len(page['data'])} of {page['count']} devices")
@@ -228,11 +228,32 @@ def events(device_id: str, limit: int, server: str, token: str, as_json: bool) -
     out.print(table)
 
 
+@cli.group()
+def model() -> None:
+    """On-device model packages (firmware/model)."""
+
+
+@model.command("validate")
+@click.argument("tflite", type=click.Path(dir_okay=False, path_type=Path))
+def model_validate(tflite: Path) -> None:
+    """Check a model package the firmware will embed: TFLITE and its .card.json beside it."""
+    from otaml.ml.package import load_package, validate
+
+    data, card = load_package(tflite)
+    validate(data, card)
+    out.print(
+        f"{card.name} v{card.model_version}: {card.tflite_bytes:,} bytes, arena {card.arena_bytes:,} bytes, "
+        f"ops {', '.join(card.ops)}; {len(card.golden)} golden inputs reproduce under TFLM; "
+        f"accuracy float {card.accuracy['float']:.4f}, int8 {card.accuracy['int8']:.4f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="release", standalone_mode=False)
     except OtamlError as e:
-        err.print(f"A fatal error occurred: {e}", markup=False, highlight=False)
+        # Plain stderr, never wrapped: a refusal is one line for people and for scripts alike.
+        sys.stderr.write(f"A fatal error occurred: {e}\n")
         sys.exit(2)
     except click.exceptions.Abort:
         err.print("cancelled by user")

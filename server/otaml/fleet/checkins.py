@@ -31,6 +31,9 @@ class Checkin:
     ota_state: str | None
     manifest_version: int | None
     secure_version: int | None
+    ml_model: str | None = None
+    ml_counters: str | None = None  # JSON object, label -> count
+    ml_latency_us: int | None = None
 
 
 class CheckinBuffer:
@@ -67,6 +70,9 @@ class CheckinBuffer:
                     ota_state=bindparam("ota_state"),
                     manifest_version=bindparam("manifest_version"),
                     secure_version=bindparam("secure_version"),
+                    ml_model=bindparam("ml_model"),
+                    ml_counters=bindparam("ml_counters"),
+                    ml_latency_us=bindparam("ml_latency_us"),
                 )
             )
             try:

@@ -13,6 +13,9 @@ H_PARTITION = "X-Otaml-Partition"  # running partition label, ota_0 / ota_1
 H_OTA_STATE = "X-Otaml-Ota-State"  # esp_ota_img_states_t of the running partition, see OtaState
 H_MANIFEST_VERSION = "X-Otaml-Manifest-Version"  # last manifest_version the device installed from
 H_SECURE_VERSION = "X-Otaml-Secure-Version"
+H_MODEL = "X-Otaml-Model"  # running model, "name/version" (optional)
+H_ML_COUNTERS = "X-Otaml-Ml-Counters"  # predictions per class since boot: "healthy=12,unstable=0"
+H_ML_LATENCY_US = "X-Otaml-Ml-Latency-Us"  # last inference latency
 # Device auth is `Authorization: Bearer <device token>`.
 
 # Response headers.

@@ -56,3 +56,12 @@ def build_app_image(
     if hasattr(img, "chip_id"):
         img.chip_id = image_cls.ROM_LOADER.IMAGE_CHIP_ID
     return img.save(None)
+
+
+def model_payload(tflite: bytes, card_json: bytes) -> bytes:
+    """The model and its card as the simulator finds them inside an image (firmware/sim/otaml_sim.c):
+    a marker, a little-endian u32 length, the bytes. On the device they are linked in the same way
+    (EMBED_FILES), so a build with a corrupted model is a genuine, signed image that fails its
+    golden self-test."""
+    return (b"OTAML-MODEL:" + struct.pack("<I", len(tflite)) + tflite
+            + b"OTAML-CARD:" + struct.pack("<I", len(card_json)) + card_json)

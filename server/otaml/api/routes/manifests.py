@@ -3,6 +3,8 @@ except a cache refill once per channel every few seconds (off the event loop).""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -30,6 +32,19 @@ def _int_header(name: str, value: str | None) -> int | None:
     if not value.isdigit() or len(value) > 19:
         raise BadCheckinError(f"{name}: expected a non-negative integer, got {value[:40]!r}")
     return int(value)
+
+
+_COUNTER_RE = re.compile(r"^[a-z0-9_]{1,15}=[0-9]{1,10}$")
+
+
+def _counters_header(value: str | None) -> str | None:
+    """'healthy=12,unstable=0' -> '{"healthy": 12, "unstable": 0}' (stored as JSON)."""
+    if value is None:
+        return None
+    pairs = value.split(",")
+    if len(pairs) > 8 or not all(_COUNTER_RE.match(pair) for pair in pairs):
+        raise BadCheckinError(f"{p.H_ML_COUNTERS}: expected up to 8 label=count pairs, got {value[:60]!r}")
+    return json.dumps({k: int(v) for k, v in (pair.split("=") for pair in pairs)})
 
 
 def _text_header(name: str, value: str | None, limit: int) -> str | None:
@@ -69,6 +84,9 @@ async def _check_in(ctx: ContextDep, request: Request, channel: str) -> None:
             ota_state=state,
             manifest_version=_int_header(p.H_MANIFEST_VERSION, h.get(p.H_MANIFEST_VERSION)),
             secure_version=_int_header(p.H_SECURE_VERSION, h.get(p.H_SECURE_VERSION)),
+            ml_model=_text_header(p.H_MODEL, h.get(p.H_MODEL), 48),
+            ml_counters=_counters_header(h.get(p.H_ML_COUNTERS)),
+            ml_latency_us=_int_header(p.H_ML_LATENCY_US, h.get(p.H_ML_LATENCY_US)),
         )
     )
 

@@ -1,0 +1,91 @@
+/*
+ * The on-device model around the interpreter: the model card (manifests nothing: it ships inside the
+ * signed image), input normalization and quantization, the golden health check, per-class counters
+ * reported with check-ins. The interpreter itself is behind the port (TFLM on the device, the TFLM
+ * wheel in a worker process on the host).
+ */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "otaml_port.h"
+#include "otaml_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OTAML_ML_MAX_FEATURES 8
+#define OTAML_ML_MAX_LABELS 8
+#define OTAML_ML_MAX_GOLDEN 4
+
+typedef struct {
+    char name[32];
+    char model_version[16];
+    int n_features;
+    int n_labels;
+    char labels[OTAML_ML_MAX_LABELS][16];
+    float mean[OTAML_ML_MAX_FEATURES];
+    float std[OTAML_ML_MAX_FEATURES];
+    float in_scale;
+    int in_zero_point;
+    size_t arena_bytes;
+    int n_golden;
+    float golden_in[OTAML_ML_MAX_GOLDEN][OTAML_ML_MAX_FEATURES];
+    int8_t golden_q[OTAML_ML_MAX_GOLDEN][OTAML_ML_MAX_FEATURES];
+    int8_t golden_out[OTAML_ML_MAX_GOLDEN][OTAML_ML_MAX_LABELS];
+} otaml_model_card_t;
+
+/** Parse a model card (firmware/model/<name>.card.json). @return OTAML_OK, OTAML_ERR_PARSE, OTAML_ERR_NO_MEM. */
+otaml_status_t otaml_model_card_parse(const char *json, size_t len, otaml_model_card_t *out);
+
+/** Normalize with the card's mean/std and quantize to int8, in float32 exactly as the Python
+ * pipeline does (otaml.ml.package.quantize_input): q = floor(v / scale + 0.5) + zero_point, clamped. */
+void otaml_ml_quantize(const otaml_model_card_t *card, const float *x, int8_t *q);
+
+typedef struct {
+    otaml_model_card_t card;
+    bool loaded;
+    char model_id[48];             /* "name/version", the X-Otaml-Model check-in header */
+    atomic_uint counts[OTAML_ML_MAX_LABELS];
+    atomic_uint inferences;
+    atomic_uint last_latency_us;
+    char header_buf[3][160];       /* check-in header values, owned here */
+} otaml_ml_t;
+
+/**
+ * Load the model into the interpreter with the card's arena.
+ * @return OTAML_OK; OTAML_ERR_PARSE (interpreter refused the model, or its input/output sizes differ
+ *         from the card); OTAML_ERR_NO_MEM (arena).
+ */
+otaml_status_t otaml_ml_init(otaml_ml_t *ml, const otaml_model_card_t *card, const uint8_t *model, size_t len);
+
+/** The rollback gate's ML check: the model loaded, and every golden input normalizes, quantizes and
+ * infers to exactly the card's values. Says which step failed in detail. */
+bool otaml_ml_health_check(otaml_ml_t *ml, char *detail, size_t detail_size);
+
+/** One inference on raw sensor values; counts the predicted class. @return the class index, or -1. */
+int otaml_ml_step(otaml_ml_t *ml, const float *sample);
+
+/** Check-in headers: X-Otaml-Model, X-Otaml-Ml-Counters ("healthy=12,unstable=0,..."),
+ * X-Otaml-Ml-Latency-Us. Matches otaml_checkin_extra_fn (ctx is the otaml_ml_t). */
+size_t otaml_ml_checkin_headers(void *ctx, otaml_header_t *headers, size_t max);
+
+/* ---- recorded sensor samples (the sensor port replays them) ---- */
+
+typedef struct {
+    size_t count;
+    size_t n_features;
+    float *values; /* count x n_features */
+} otaml_samples_t;
+
+/** Parse a CSV with a header row and n_features numeric columns first. @return OTAML_OK, OTAML_ERR_PARSE, OTAML_ERR_NO_MEM. */
+otaml_status_t otaml_samples_parse(const char *csv, size_t len, size_t n_features, otaml_samples_t *out);
+void otaml_samples_free(otaml_samples_t *s);
+
+#ifdef __cplusplus
+}
+#endif

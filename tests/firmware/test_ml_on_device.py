@@ -1,0 +1,106 @@
+"""The ML task in otaml-sim: the committed model runs through the real TFLM kernels, its class counters
+reach the server, and a build whose model or normalization is wrong fails its golden self-test and
+rolls back, with the reason recorded."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from otaml.image.synthetic import model_payload
+from tests.utils.processes import ROOT
+
+pytestmark = pytest.mark.e2e
+MODEL = ROOT / "firmware" / "model" / "amp_health.tflite"
+CARD = ROOT / "firmware" / "model" / "amp_health.card.json"
+
+
+def payload(model: bytes | None = None, card: dict | None = None) -> bytes:
+    card_obj = card if card is not None else json.loads(CARD.read_text())
+    return model_payload(model if model is not None else MODEL.read_bytes(), json.dumps(card_obj).encode())
+
+
+def test_class_counters_reach_the_server(cli, enroll, make_image, device_state):
+    image = make_image("1.1", payload=payload())
+    assert cli("publish", "1.1", str(image)).returncode == 0
+    dev = enroll("dev-ml")
+    dev.flash_image(image)
+    log = dev.run(6, 300, "--ml-interval-ms", "20")
+    assert "model amp_health/1 loaded (9208-byte model, 4608-byte arena)" in log
+    state = device_state("dev-ml")
+    assert state["ml_model"] == "amp_health/1"
+    counters = state["ml_counters"]
+    assert set(counters) == {"healthy", "unstable", "overdriven", "failsoon"}
+    assert sum(counters.values()) >= 20
+    assert sum(1 for v in counters.values() if v > 0) >= 3  # the replayed samples span the classes
+    assert state["ml_latency_us"] is not None
+
+
+def test_update_with_a_healthy_model_confirms(cli, enroll, make_image, events):
+    v11 = make_image("1.1", payload=payload())
+    assert cli("publish", "1.1", str(v11)).returncode == 0
+    dev = enroll("dev-ml-ok")
+    dev.flash_image(v11)
+    assert cli("publish", "1.2", str(make_image("1.2", payload=payload()))).returncode == 0
+    log = dev.run(3, 200)
+    assert "1.2 confirmed" in log
+    assert [e["kind"] for e in events("dev-ml-ok")][-1] == "confirmed"
+
+
+def weights_offset(model: bytes) -> tuple[int, int]:
+    """Where the largest constant tensor (a weight matrix) sits in the flatbuffer."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model)
+    it.allocate_tensors()
+    best = b""
+    for d in it.get_tensor_details():
+        try:
+            data = np.asarray(it.get_tensor(d["index"])).tobytes()
+        except ValueError:
+            continue
+        if d["dtype"] == np.int8 and len(data) > len(best):
+            best = data
+    return model.find(best), len(best)
+
+
+@pytest.mark.parametrize("breakage,why", [
+    ("unloadable_model", "did not load"),
+    ("corrupt_weights", "output differs from the card"),
+    ("wrong_normalization", "normalizes to other int8 values"),
+])
+def test_broken_model_fails_the_golden_self_test_and_rolls_back(cli, enroll, make_image, events, device_state,
+                                                              breakage, why):
+    import re
+
+    v11 = make_image("1.1", payload=payload())
+    assert cli("publish", "1.1", str(v11)).returncode == 0
+    dev = enroll(f"dev-{breakage}")
+    dev.flash_image(v11)
+    model = bytearray(MODEL.read_bytes())
+    if breakage == "unloadable_model":
+        for i in range(len(model) // 2, len(model) // 2 + 64):  # flatbuffer offsets: TFLM cannot parse it
+            model[i] ^= 0x5A
+        bad = payload(model=bytes(model))
+    elif breakage == "corrupt_weights":
+        start, length = weights_offset(bytes(model))
+        assert start > 0 and length >= 512
+        for i in range(start, start + length):  # loads fine, computes something else
+            model[i] = (model[i] + 37) % 256
+        bad = payload(model=bytes(model))
+    else:
+        card = json.loads(CARD.read_text())
+        card["normalization"]["mean"][0] += 25.0  # a build that standardizes plate voltage wrongly
+        bad = payload(card=card)
+    assert cli("publish", "1.2", str(make_image("1.2", payload=bad))).returncode == 0
+    log = dev.run(3, 200)
+    assert "self-test of 1.2 failed" in log
+    assert dev.booted_version() == "1.1"
+    rolled = [e for e in events(f"dev-{breakage}") if e["kind"] == "rolled_back"]
+    assert len(rolled) == 1 and rolled[0]["reason"] == "self_test_failed"
+    assert re.search(why, rolled[0]["detail"]), rolled[0]["detail"]
+    time.sleep(0.3)
+    assert device_state(f"dev-{breakage}")["version"] == "1.1"
