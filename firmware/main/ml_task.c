@@ -14,11 +14,7 @@ extern const uint8_t model_tflite_start[] asm("_binary_amp_health_tflite_start")
 extern const uint8_t model_tflite_end[] asm("_binary_amp_health_tflite_end");
 extern const char model_card_start[] asm("_binary_amp_health_card_json_start");
 extern const char model_card_end[] asm("_binary_amp_health_card_json_end");
-extern const char samples_start[] asm("_binary_samples_csv_start");
-extern const char samples_end[] asm("_binary_samples_csv_end");
-
 static otaml_ml_t s_ml;
-static otaml_samples_t s_samples;
 
 esp_err_t ml_task_init(void)
 {
@@ -30,9 +26,9 @@ esp_err_t ml_task_init(void)
     if (otaml_ml_init(&s_ml, &card, model_tflite_start, (size_t)(model_tflite_end - model_tflite_start)) != OTAML_OK) {
         return ESP_ERR_INVALID_STATE;
     }
-    if (otaml_samples_parse(samples_start, (size_t)(samples_end - samples_start) - 1, (size_t)card.n_features,
-                            &s_samples) != OTAML_OK) {
-        ESP_LOGE(TAG, "recorded sensor samples unusable");
+    float probe[OTAML_ML_MAX_FEATURES];
+    if (otaml_port_sensor_read(probe, (size_t)card.n_features) != OTAML_OK) {
+        ESP_LOGE(TAG, "the sensor port gives no %d-value readings", card.n_features);
         return ESP_ERR_INVALID_STATE;
     }
     return ESP_OK;
@@ -46,11 +42,14 @@ static void prv_ml_task(void *arg)
 {
     (void)arg;
     TickType_t last = xTaskGetTickCount();
-    size_t i = 0;
-    ESP_LOGI(TAG, "%s inferring every %d ms on %u replayed samples", s_ml.model_id, CONFIG_OTAML_ML_INTERVAL_MS,
-             (unsigned)s_samples.count);
+    float sample[OTAML_ML_MAX_FEATURES];
+    ESP_LOGI(TAG, "%s inferring every %d ms", s_ml.model_id, CONFIG_OTAML_ML_INTERVAL_MS);
     for (;;) {
-        const float *sample = s_samples.values + (i++ % s_samples.count) * s_samples.n_features;
+        if (otaml_port_sensor_read(sample, (size_t)s_ml.card.n_features) != OTAML_OK) {
+            ESP_LOGW(TAG, "sensor read failed");
+            vTaskDelayUntil(&last, pdMS_TO_TICKS(CONFIG_OTAML_ML_INTERVAL_MS));
+            continue;
+        }
         int label = otaml_ml_step(&s_ml, sample);
         if (label < 0) ESP_LOGW(TAG, "inference failed");
         else ESP_LOGD(TAG, "%s (%u us)", s_ml.card.labels[label], (unsigned)atomic_load(&s_ml.last_latency_us));
@@ -60,7 +59,7 @@ static void prv_ml_task(void *arg)
 
 esp_err_t ml_task_start(void)
 {
-    if (!s_ml.loaded || s_samples.count == 0) return ESP_ERR_INVALID_STATE;
+    if (!s_ml.loaded) return ESP_ERR_INVALID_STATE;
     BaseType_t ok = xTaskCreate(prv_ml_task, "otaml_ml", CONFIG_OTAML_ML_TASK_STACK, NULL,
                                 CONFIG_OTAML_ML_TASK_PRIORITY, NULL);
     return ok == pdPASS ? ESP_OK : ESP_ERR_NO_MEM;

@@ -5,7 +5,7 @@
  *   otaml-sim --flash FILE run --server URL --device-id ID [--token T] [options]
  *   otaml-sim --flash FILE info                 JSON: booted slot, each slot's state and app version, NVS
  *
- * Simulation directives are strings inside an image (firmware/sim/README.md), so a test can publish a
+ * Simulation directives are strings inside an image (firmware/README.md, "otaml-sim"), so a test can publish a
  * build that "fails its self-test" or "crashes before confirming" as a genuine, signed image.
  */
 #define _GNU_SOURCE /* memmem, mallinfo2 */
@@ -108,8 +108,8 @@ static const uint8_t *prv_blob(const uint8_t *img, size_t len, const char *marke
 typedef struct {
     int slot;
     bool has_model;
+    bool has_sensors;
     otaml_ml_t ml;
-    otaml_samples_t samples;
     long interval_ms;
     atomic_bool stop;
     pthread_t thread;
@@ -118,9 +118,9 @@ typedef struct {
 static void *prv_ml_task(void *arg)
 {
     sim_app_t *app = arg;
-    size_t i = 0;
+    float sample[OTAML_ML_MAX_FEATURES];
     while (!atomic_load(&app->stop)) {
-        otaml_ml_step(&app->ml, app->samples.values + (i++ % app->samples.count) * app->samples.n_features);
+        if (otaml_port_sensor_read(sample, (size_t)app->ml.card.n_features) == OTAML_OK) otaml_ml_step(&app->ml, sample);
         usleep((useconds_t)app->interval_ms * 1000u);
     }
     return NULL;
@@ -146,21 +146,8 @@ static void prv_ml_setup(sim_app_t *app)
         snprintf(app->ml.model_id, sizeof(app->ml.model_id), "%s/%s", card.name, card.model_version);
     }
     free(img);
-    size_t csv_len = 0;
-    FILE *f = fopen(OTAML_DEFAULT_SAMPLES_CSV, "rb");
-    char *csv = NULL;
-    if (f != NULL) {
-        fseek(f, 0, SEEK_END);
-        csv_len = (size_t)ftell(f);
-        fseek(f, 0, SEEK_SET);
-        csv = malloc(csv_len + 1);
-        if (csv != NULL && fread(csv, 1, csv_len, f) != csv_len) csv_len = 0;
-        fclose(f);
-    }
-    if (csv == NULL || otaml_samples_parse(csv, csv_len, (size_t)card.n_features, &app->samples) != OTAML_OK) {
-        OTAML_LOGE(TAG, "no sensor samples at %s: ML task not started", OTAML_DEFAULT_SAMPLES_CSV);
-    }
-    free(csv);
+    app->has_sensors = sim_sensor_load((size_t)card.n_features) == OTAML_OK;
+    if (!app->has_sensors) OTAML_LOGE(TAG, "no sensor samples at %s: ML task not started", OTAML_DEFAULT_SAMPLES_CSV);
 }
 
 static bool prv_selftest(void *ctx, char *detail, size_t size)
@@ -335,11 +322,11 @@ static int cmd_run(const options_t *o, char **argv)
     if (st == OTAML_OK) st = otaml_agent_boot(&agent);
     if (st != OTAML_OK) {
         OTAML_LOGE(TAG, "OTA agent failed to start: %s", otaml_status_to_str(st));
-        otaml_samples_free(&app.samples);
+        sim_sensor_unload();
         sim_port_shutdown();
         return 1;
     }
-    bool ml_running = app.ml.loaded && app.samples.count > 0;
+    bool ml_running = app.ml.loaded && app.has_sensors;
     if (ml_running) pthread_create(&app.thread, NULL, prv_ml_task, &app);
     size_t heap_after_warmup = 0;
     for (long i = 0; o->polls <= 0 || i < o->polls; i++) {
@@ -357,7 +344,7 @@ static int cmd_run(const options_t *o, char **argv)
         printf("heap in use after 10 polls: %zu bytes, after %ld polls: %zu bytes\n", heap_after_warmup, o->polls,
                prv_heap_in_use());
     }
-    otaml_samples_free(&app.samples);
+    sim_sensor_unload();
     sim_port_shutdown();
     return 0;
 }

@@ -159,6 +159,15 @@ otaml_status_t otaml_port_ml_load(const uint8_t *model, size_t len, size_t arena
 /** Run the loaded model on int8 input. @return OTAML_OK, OTAML_ERR_STATE (no model), OTAML_ERR_IO. */
 otaml_status_t otaml_port_ml_invoke(const int8_t *in, size_t n_in, int8_t *out, size_t n_out);
 
+/* ---- sensors ---- */
+
+/**
+ * The next reading of the n sensors, in the model card's feature order and units. Both ports replay
+ * recorded samples (firmware/model/samples.csv); a real ADC or Modbus driver replaces this function.
+ * @return OTAML_OK, OTAML_ERR_STATE (no samples), OTAML_ERR_INVALID_ARG (n differs from the recording).
+ */
+otaml_status_t otaml_port_sensor_read(float *values, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

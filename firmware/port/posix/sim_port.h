@@ -17,3 +17,8 @@ void sim_port_configure(const sim_port_config_t *cfg);
 void sim_port_shutdown(void);
 /** Stop the TFLM worker process (at exit and before a reboot). */
 void sim_ml_shutdown(void);
+#include <stddef.h>
+#include "otaml_status.h"
+/** Load the recorded samples the sensor port replays. */
+otaml_status_t sim_sensor_load(size_t n_features);
+void sim_sensor_unload(void);

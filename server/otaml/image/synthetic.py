@@ -3,7 +3,7 @@
 esptool's own image classes write the header, segments, checksum and appended SHA-256, so
 ``esptool image-info`` and the bootloader's checks accept the result. The first segment is flash-mapped
 data at the DROM base + 0x20 carrying the esp_app_desc_t, as in an ESP-IDF build. ``payload`` becomes an
-extra flash segment: the host simulator reads simulation directives from it (firmware/sim/README.md).
+extra flash segment: the host simulator reads simulation directives from it (firmware/README.md, "otaml-sim").
 """
 
 from __future__ import annotations
