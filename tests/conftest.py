@@ -7,12 +7,34 @@ import pytest
 
 from otaml.image.synthetic import build_app_image
 from otaml.manifest import signing
+from tests.utils.postgres import PostgresCluster
 from tests.utils.processes import Cli, ServerProcess
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--postgres", action="store_true",
+                     help="run servers on a throw-away PostgreSQL cluster (a fresh database per test)")
+
+
+@pytest.fixture(scope="session")
+def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresCluster | None]:
+    if not request.config.getoption("--postgres"):
+        yield None
+        return
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path / "data").start()
+def database_url(postgres: PostgresCluster | None) -> str:
+    """A fresh database for one test: PostgreSQL with --postgres, else SQLite in the data dir."""
+    return postgres.create_database() if postgres else ""
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path / "data", database_url=database_url).start()
     yield srv
     srv.stop()
 

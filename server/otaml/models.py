@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime
 
 from pydantic import ConfigDict, field_validator
-from sqlalchemy import BigInteger, Column, LargeBinary, UniqueConstraint
+from sqlalchemy import BigInteger, Column, LargeBinary, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from otaml.fleet.protocol import EventKind, Reason
@@ -192,9 +192,11 @@ class DevicesPublic(SQLModel):
 
 
 class DeviceEventBase(SQLModel):
-    kind: EventKind
+    # Plain strings in the database: the protocol gains reasons over time, and a native enum type would
+    # need a migration for each (the API validates against the enums).
+    kind: EventKind = Field(sa_type=String(24))
     version: str | None = Field(default=None, max_length=32)
-    reason: Reason = Reason.OK
+    reason: Reason = Field(default=Reason.OK, sa_type=String(32))
     detail: str = Field(default="", max_length=256)
 
 

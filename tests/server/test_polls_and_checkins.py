@@ -64,7 +64,8 @@ def test_device_auth_is_required_unless_legacy_clients_are_allowed(server, cli, 
     unknown = httpx.get(f"{server.url}/firmware.json", headers={**dev, "X-Otaml-Device-Id": "ghost"})
     assert unknown.status_code == 401
 
-    legacy = ServerProcess(server.data_dir, env_extra={"OTAML_ALLOW_LEGACY_CLIENTS": "true"})
+    legacy = ServerProcess(server.data_dir, env_extra={"OTAML_ALLOW_LEGACY_CLIENTS": "true"},
+                           database_url=server.database_url)
     server.stop()
     legacy.start()
     try:
@@ -92,21 +93,19 @@ def test_nothing_published_is_404_but_still_a_checkin(server, cli):
     assert (d["version"], d["channel"]) == ("1.0", "beta")
 
 
-def test_checkins_are_batched_and_flushed_on_shutdown(tmp_path, make_image, signing_key_path):
+def test_checkins_are_batched_and_flushed_on_shutdown(tmp_path, make_image, signing_key_path, database_url):
     from tests.utils.processes import Cli
 
-    srv = ServerProcess(tmp_path / "data", env_extra={"OTAML_CHECKIN_FLUSH_INTERVAL": "60"}).start()
+    srv = ServerProcess(tmp_path / "data", env_extra={"OTAML_CHECKIN_FLUSH_INTERVAL": "60"},
+                        database_url=database_url).start()
     cli = Cli(srv, signing_key_path, tmp_path)
     dev = enroll(cli, "dev-0003")
     for i in range(50):
         assert httpx.get(f"{srv.url}/firmware.json", headers={**dev, **checkin(version=f"1.{i}")}).status_code == 404
-    import sqlite3
-
-    with sqlite3.connect(srv.data_dir / "otaml.db") as db:  # nothing written yet: the batch waits
-        assert db.execute("select version from device where device_id='dev-0003'").fetchone() == (None,)
+    # Nothing written yet: the batch waits.
+    assert srv.query("select version from device where device_id='dev-0003'") == [(None,)]
     assert srv.stop(signal.SIGTERM) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean stop
-    with sqlite3.connect(srv.data_dir / "otaml.db") as db:
-        assert db.execute("select version from device where device_id='dev-0003'").fetchone() == ("1.49",)
+    assert srv.query("select version from device where device_id='dev-0003'") == [("1.49",)]
 
 
 def test_update_events_build_a_history(server, cli):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import sqlite3
 import time
 from pathlib import Path
 
@@ -22,11 +21,10 @@ def data_state(server) -> tuple[list[str], int, int]:
     """Every file under the data dir (minus the SQLite journal) and the release/manifest row counts."""
     files = sorted(
         str(p.relative_to(server.data_dir)) for p in server.data_dir.rglob("*")
-        if p.is_file() and not p.name.startswith("otaml.db")
+        if p.is_file() and not p.name.startswith(("otaml.db", ".migrate"))
     )
-    with sqlite3.connect(server.data_dir / "otaml.db") as db:
-        releases = db.execute("select count(*) from release").fetchone()[0]
-        manifests = db.execute("select count(*) from manifest").fetchone()[0]
+    releases = server.query("select count(*) from release")[0][0]
+    manifests = server.query("select count(*) from manifest")[0][0]
     return files, releases, manifests
 
 

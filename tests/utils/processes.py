@@ -30,6 +30,7 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     env_extra: dict[str, str] = field(default_factory=dict)
+    database_url: str = ""  # empty: SQLite in the data dir
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -46,6 +47,8 @@ class ServerProcess:
             OTAML_ADMIN_TOKEN=self.admin_token,
             OTAML_CHECKIN_FLUSH_INTERVAL="0.2",
         )
+        if self.database_url:
+            env["OTAML_DATABASE_URL"] = self.database_url
         env.update(self.env_extra)
         return env
 
@@ -80,6 +83,20 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'otaml.db'}"
+
+    def query(self, sql: str) -> list[tuple]:
+        """Read the server's database directly (SQLite or PostgreSQL)."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.db_url())
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(text(sql))]
+        finally:
+            engine.dispose()
 
     def admin(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30)

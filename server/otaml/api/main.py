@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
-        init_db(engine)
+        init_db(engine, settings)
         ctx = ServerContext.create(settings, engine)
         with Session(engine) as session:
             rebuild_mirror(session, ctx.store, ctx.mirror)

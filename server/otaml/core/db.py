@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 from collections.abc import Iterator
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from otaml.core.config import Settings
 
@@ -31,10 +33,41 @@ def make_engine(settings: Settings) -> Engine:
     return engine
 
 
-def init_db(engine: Engine) -> None:
-    from otaml import models  # noqa: F401 - registers the tables
+def alembic_config(connection=None):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
 
-    SQLModel.metadata.create_all(engine)
+    cfg = Config()
+    cfg.set_main_option("script_location", "otaml:migrations")
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine, settings: Settings | None) -> Iterator[None]:
+    """Several server processes may start at once on one database: one migrates, the others wait."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(4242017)"))
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(4242017)"))
+                conn.commit()
+    elif settings is not None and engine.dialect.name == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(settings.data_dir / ".migrate.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    else:
+        yield
+
+
+def init_db(engine: Engine, settings: Settings | None = None) -> None:
+    """Bring the schema to the newest migration (server/otaml/migrations)."""
+    from alembic import command
+
+    with _migration_lock(engine, settings), engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "head")
 
 
 def session_scope(engine: Engine) -> Iterator[Session]:

@@ -13,7 +13,7 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.engine import Engine
 
 from otaml.models import Device
@@ -59,9 +59,12 @@ class CheckinBuffer:
             if not batch:
                 return 0
             rows = [{"b_device_id": c.device_id, **{k: v for k, v in asdict(c).items() if k != "device_id"}} for c in batch.values()]
+            # Several server processes flush into one database: a report older than the stored one (it
+            # reached another process later) must not overwrite it.
             stmt = (
                 update(Device)
                 .where(Device.device_id == bindparam("b_device_id"))  # type: ignore[arg-type]
+                .where(or_(Device.last_seen.is_(None), Device.last_seen <= bindparam("last_seen")))  # type: ignore[union-attr]
                 .values(
                     last_seen=bindparam("last_seen"),
                     channel=bindparam("channel"),

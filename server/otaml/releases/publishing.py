@@ -182,6 +182,13 @@ def publish(
         manifest = _manifest_row(doc, release, manifest_bytes, signature)
         session.add(manifest)
         session.flush()  # surfaces a concurrent manifest_version before the blob moves
+    except IntegrityError:
+        # Another process published (or registered the first key) between our reads and writes.
+        session.rollback()
+        store.discard(staged)
+        raise ConflictError(
+            "a concurrent publish changed the server's state while this one was checked; sign again"
+        ) from None
     except BaseException:
         session.rollback()
         store.discard(staged)

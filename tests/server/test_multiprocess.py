@@ -1,0 +1,113 @@
+"""Several server processes on one database (PostgreSQL with --postgres; SQLite's file otherwise)
+stay consistent: check-ins from all of them are kept, newest wins; publishing is serialized; every
+process serves a new manifest within its cache lifetime."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from otaml.image.synthetic import build_app_image
+from otaml.manifest.format import build_manifest_bytes
+from otaml.manifest import signing
+from otaml.releases.urls import binary_path
+from tests.utils.processes import Cli, ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def two_servers(tmp_path, database_url):
+    """Two processes sharing one database and one data dir (as N workers behind a load balancer)."""
+    a = ServerProcess(tmp_path / "data", database_url=database_url, env_extra={"OTAML_CHECKIN_FLUSH_INTERVAL": "60"}).start()
+    b = ServerProcess(tmp_path / "data", database_url=database_url, admin_token=a.admin_token,
+                      env_extra={"OTAML_PUBLIC_URL": a.url}).start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def test_a_stale_checkin_never_overwrites_a_newer_one(two_servers, tmp_path, signing_key_path):
+    a, b = two_servers
+    token = json.loads(Cli(a, signing_key_path, tmp_path)("enroll", "dev-1", "--json").stdout)["token"]
+    headers = {"X-Otaml-Device-Id": "dev-1", "Authorization": f"Bearer {token}"}
+    httpx.get(f"{a.url}/firmware.json", headers={**headers, "X-Otaml-Version": "1.1"})  # A holds it 60 s
+    time.sleep(0.05)
+    httpx.get(f"{b.url}/firmware.json", headers={**headers, "X-Otaml-Version": "1.2"})  # B flushes at once
+    time.sleep(1.5)
+    assert a.query("select version from device where device_id='dev-1'") == [("1.2",)]
+    a.stop(signal.SIGTERM)  # A flushes its older report last
+    assert b.query("select version from device where device_id='dev-1'") == [("1.2",)]
+
+
+def test_checkins_through_both_processes_are_all_kept(two_servers, tmp_path, signing_key_path):
+    a, b = two_servers
+    cli = Cli(a, signing_key_path, tmp_path)
+    devices = {}
+    for i in range(20):
+        devices[f"dev-{i}"] = json.loads(cli("enroll", f"dev-{i}", "--json").stdout)["token"]
+    for i, (device, token) in enumerate(devices.items()):
+        srv = a if i % 2 else b
+        httpx.get(f"{srv.url}/firmware.json",
+                  headers={"X-Otaml-Device-Id": device, "Authorization": f"Bearer {token}", "X-Otaml-Version": "1.1"})
+    a.stop(signal.SIGTERM)
+    time.sleep(1.5)
+    assert b.query("select count(*) from device where version = '1.1'") == [(20,)]
+
+
+def test_concurrent_publishes_with_the_same_manifest_version_are_serialized(two_servers, signing_key):
+    a, b = two_servers
+    info = httpx.get(f"{a.url}/api/info", headers={"Authorization": f"Bearer {a.admin_token}"}).json()
+
+    def request(version: str) -> tuple[dict, bytes]:
+        data = build_app_image(version)
+        sha = hashlib.sha256(data).hexdigest()
+        manifest = build_manifest_bytes(
+            semver=version, file_url=info["base_url"] + binary_path(sha, f"v{version}.bin"), sha256=sha, size=len(data),
+            project="otaml", chip="esp32", secure_version=0, channel="stable",
+            manifest_version=info["next_manifest_version"], key_id=signing_key.key_id, expires_in=86400)
+        headers = {"Authorization": f"Bearer {a.admin_token}", "Content-Type": "application/octet-stream",
+                   "X-Otaml-Manifest": base64.b64encode(manifest).decode(), "X-Otaml-Signature": signing_key.sign(manifest),
+                   "X-Otaml-Public-Key": base64.b64encode(signing.public_pem(signing_key.public_key).encode()).decode()}
+        return headers, data
+
+    results = {}
+
+    def publish(srv, version):
+        headers, data = request(version)
+        results[version] = httpx.post(f"{srv.url}/api/releases", params={"channel": "stable", "filename": f"v{version}.bin"},
+                                      headers=headers, content=data, timeout=60)
+
+    threads = [threading.Thread(target=publish, args=(a, "1.2")), threading.Thread(target=publish, args=(b, "1.3"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(r.status_code for r in results.values())
+    assert codes == [201, 409], {v: (r.status_code, r.text) for v, r in results.items()}
+    loser = next(r for r in results.values() if r.status_code == 409)
+    assert "sign again" in loser.json()["detail"]
+    assert a.query("select count(*) from manifest") == [(1,)]
+    assert a.query("select count(*) from release") == [(1,)]
+
+
+def test_every_process_serves_a_new_publish_within_its_cache_lifetime(two_servers, tmp_path, signing_key_path, make_image):
+    a, b = two_servers
+    cli = Cli(a, signing_key_path, tmp_path)
+    token = json.loads(cli("enroll", "dev-9", "--json").stdout)["token"]
+    headers = {"X-Otaml-Device-Id": "dev-9", "Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{b.url}/firmware.json", headers=headers).status_code == 404  # B caches "nothing"
+    assert cli("publish", "1.2", str(make_image("1.2"))).returncode == 0  # through A
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and httpx.get(f"{b.url}/firmware.json", headers=headers).status_code != 200:
+        time.sleep(0.1)
+    r = httpx.get(f"{b.url}/firmware.json", headers=headers)
+    assert r.status_code == 200 and json.loads(r.content)["semver"] == "1.2"
+    assert httpx.get(json.loads(r.content)["file"]).content == make_image("1.2").read_bytes()
