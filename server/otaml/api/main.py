@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from otaml import __version__
 from otaml.api.context import ServerContext
+from otaml.api.poll_asgi import PollFastPath
 from otaml.api.routes import binaries, channels, devices, info, manifests, releases
 from otaml.core.config import Settings
 from otaml.core.db import init_db, make_engine
@@ -67,4 +68,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (manifests, binaries, releases, channels, devices, info):
         app.include_router(module.router)
+    app.add_middleware(PollFastPath, fastapi_app=app)  # outermost: polls never reach the router
     return app

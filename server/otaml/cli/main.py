@@ -77,8 +77,10 @@ def keygen(key: Path, force: bool) -> None:
 @click.option("--data-dir", envvar="OTAML_DATA_DIR", type=click.Path(file_okay=False, path_type=Path), help="[env OTAML_DATA_DIR, default ./otaml-data]")
 @click.option("--host", envvar="OTAML_HOST", default="127.0.0.1", show_default=True, help="[env OTAML_HOST]")
 @click.option("--port", envvar="OTAML_PORT", type=int, default=8000, show_default=True, help="[env OTAML_PORT]")
+@click.option("--workers", envvar="OTAML_WORKERS", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Server processes sharing the port (use PostgreSQL for more than one) [env OTAML_WORKERS].")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(data_dir: Path | None, host: str, port: int, log_level: str) -> None:
+def serve(data_dir: Path | None, host: str, port: int, workers: int, log_level: str) -> None:
     """Run the release server (FastAPI on uvicorn; SQLite and a local folder by default)."""
     import uvicorn
     from pydantic import ValidationError
@@ -96,7 +98,13 @@ def serve(data_dir: Path | None, host: str, port: int, log_level: str) -> None:
     if settings.environment == "development" and settings.admin_token == INSECURE_ADMIN_TOKEN:
         err.print("[yellow]development mode: the admin token is the default 'changethis'; set OTAML_ADMIN_TOKEN for anything real[/]")
     err.print(f"serving project [bold]{settings.project}[/] at {settings.base_url}, data in {settings.data_dir.resolve()}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+        return
+    # Worker processes build their own app from the environment: hand the command-line values over.
+    os.environ.update(OTAML_HOST=host, OTAML_PORT=str(port), OTAML_DATA_DIR=str(settings.data_dir))
+    uvicorn.run("otaml.api.main:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, timeout_graceful_shutdown=10)
 
 
 @cli.command()

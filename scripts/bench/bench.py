@@ -1,0 +1,362 @@
+#!/usr/bin/env python3
+"""otaml benchmarks: each figure beside a baseline measured in the same run, on loopback.
+
+    scripts/bench/run [--quick] [--workers N] [--duration S]
+
+Figures: manifest polls (200 and 304) and binary downloads (full, ranged) vs nginx serving the same
+bytes from the static mirror; check-ins persisted per second on SQLite and PostgreSQL; the device
+list and history API at 100k devices and 1M events; fleet convergence of 1,000 emulated devices
+polling every 10 s. Not a test: nothing is asserted; targets are printed beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from otaml.fleet.checkins import Checkin, CheckinBuffer  # noqa: E402
+from otaml.image.synthetic import build_app_image  # noqa: E402
+from tests.utils.postgres import PostgresCluster  # noqa: E402
+from tests.utils.processes import Cli, ServerProcess, free_port  # noqa: E402
+
+TEST_KEY = ROOT / "manifests" / "keys" / "test-release.pem"
+ROWS: list[tuple[str, str, str, str]] = []  # (figure, value, baseline, ratio/target)
+
+
+def report(name: str, value: str, baseline: str = "", note: str = "") -> None:
+    ROWS.append((name, value, baseline, note))
+    print(f"  {name:<46} {value:>22} {baseline:>22} {note}", flush=True)
+
+
+# ---- wrk ----
+
+def wrk(url: str, *, connections: int, duration: int, script: Path | None = None, headers: dict | None = None) -> dict:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    if script:
+        cmd += ["-s", str(script)]
+    for k, v in (headers or {}).items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=duration + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    mb = float(transfer.group(1)) * {"B": 1e-6, "KB": 1e-3, "MB": 1, "GB": 1e3}[transfer.group(2)]
+
+    def pct(p: str) -> float:
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1, "s": 1e3}[m.group(2)] if m else float("nan")
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "mbps": mb,
+            "non2xx": int(non2xx.group(1)) if non2xx else 0, "errors": errors.group(1) if errors else ""}
+
+
+def poll_script(path: Path, target: str, devices: list[tuple[str, str]], extra: dict[str, str]) -> Path:
+    """A wrk script cycling through enrolled devices, each poll carrying its check-in headers."""
+    rows = ",\n".join(f'{{"{d}","{t}"}}' for d, t in devices)
+    extra_lua = "".join(f'h["{k}"] = "{v}"\n    ' for k, v in extra.items())
+    path.write_text(f"""
+devices = {{ {rows} }}
+i = 0
+request = function()
+    i = i % #devices + 1
+    local h = {{}}
+    h["X-Otaml-Device-Id"] = devices[i][1]
+    h["Authorization"] = "Bearer " .. devices[i][2]
+    h["X-Otaml-Version"] = "1.2"
+    h["X-Otaml-Partition"] = "ota_1"
+    h["X-Otaml-Ota-State"] = "valid"
+    h["X-Otaml-Manifest-Version"] = "1"
+    {extra_lua}return wrk.format("GET", "{target}", h)
+end
+""")
+    return path
+
+
+def fmt(r: dict) -> str:
+    return f"{r['rps']:,.0f} req/s p50 {r['p50']:.1f} p99 {r['p99']:.1f} ms"
+
+
+# ---- nginx ----
+
+class Nginx:
+    def __init__(self, root: Path, work: Path):
+        self.port = free_port()
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "nginx.conf").write_text(f"""
+worker_processes 2;
+pid {work}/nginx.pid;
+error_log {work}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    types {{ application/json json; application/octet-stream bin; }}
+    server {{
+        listen 127.0.0.1:{self.port} reuseport;
+        root {root};
+        etag on;
+    }}
+}}
+""")
+
+    def __enter__(self) -> Nginx:
+        subprocess.run(["nginx", "-c", str(self.work / "nginx.conf"), "-p", str(self.work)], check=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{self.port}/", timeout=0.5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run(["nginx", "-c", str(self.work / "nginx.conf"), "-p", str(self.work), "-s", "stop"], check=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+# ---- helpers ----
+
+def enroll_many(server: ServerProcess, n: int) -> list[tuple[str, str]]:
+    out = []
+    with server.admin() as admin:
+        for i in range(n):
+            r = admin.post("/api/devices", json={"device_id": f"bench-{i:05d}"})
+            out.append((f"bench-{i:05d}", r.json()["token"]))
+    return out
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (uvicorn workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError):
+            pass
+    return total
+
+
+# ---- benchmarks ----
+
+def bench_http(server: ServerProcess, work: Path, devices: list, args) -> None:
+    print("\nmanifest polls and downloads (wrk, 2 threads) vs nginx serving the static mirror", flush=True)
+    with Nginx(server.data_dir / "static", work / "nginx") as ng:
+        static_manifest = (server.data_dir / "static" / "firmware.json").read_bytes()
+        assert httpx.get(f"{ng.url}/firmware.json").content == static_manifest
+        script = poll_script(work / "poll.lua", "/firmware.json", devices, {})
+        ours = wrk(f"{server.url}/firmware.json", connections=256, duration=args.duration, script=script)
+        base = wrk(f"{ng.url}/firmware.json", connections=256, duration=args.duration)
+        report("poll 200, 256 conns, check-in headers", fmt(ours), fmt(base),
+               f"ratio {ours['rps'] / base['rps']:.2f} (target >= 0.50, p99 < 50 ms)")
+
+        etag = httpx.get(f"{server.url}/firmware.json", headers={
+            "X-Otaml-Device-Id": devices[0][0], "Authorization": f"Bearer {devices[0][1]}"}).headers["ETag"]
+        ng_etag = httpx.get(f"{ng.url}/firmware.json").headers["ETag"]
+        script304 = poll_script(work / "poll304.lua", "/firmware.json", devices, {"If-None-Match": etag.replace('"', '\\"')})
+        ours = wrk(f"{server.url}/firmware.json", connections=256, duration=args.duration, script=script304)
+        base = wrk(f"{ng.url}/firmware.json", connections=256, duration=args.duration, headers={"If-None-Match": ng_etag})
+        report("poll 304 (unchanged), 256 conns", fmt(ours), fmt(base), f"ratio {ours['rps'] / base['rps']:.2f}")
+
+        sha, name = server.query("select sha256, filename from release where version = '1.2'")[0]
+        path = f"/binaries/{sha}/{name}"
+        ours = wrk(server.url + path, connections=32, duration=args.duration)
+        base = wrk(ng.url + path, connections=32, duration=args.duration)
+        report("binary, full (73 KB), 32 conns", f"{ours['rps']:,.0f} req/s {ours['mbps']:,.0f} MB/s",
+               f"{base['rps']:,.0f} req/s {base['mbps']:,.0f} MB/s", f"ratio {ours['rps'] / base['rps']:.2f}")
+        rng = {"Range": "bytes=4096-36863"}
+        ours = wrk(server.url + path, connections=32, duration=args.duration, headers=rng)
+        base = wrk(ng.url + path, connections=32, duration=args.duration, headers=rng)
+        report("binary, ranged 32 KB, 32 conns", f"{ours['rps']:,.0f} req/s", f"{base['rps']:,.0f} req/s",
+               f"ratio {ours['rps'] / base['rps']:.2f}")
+
+
+def bench_checkins(url: str, label: str, n: int) -> None:
+    from sqlalchemy import create_engine, insert
+
+    from otaml.core.db import init_db
+    from otaml.models import Device
+
+    engine = create_engine(url)
+    init_db(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(Device), [{"device_id": f"c-{i}", "token_hash": "x" * 64, "created_at": datetime.now(UTC)}
+                                      for i in range(n)])
+    buf = CheckinBuffer()
+    now = datetime.now(UTC)
+    for i in range(n):
+        buf.record(Checkin(f"c-{i}", now, "stable", "1.2", "ota_1", "valid", 3, 0))
+    t0 = time.perf_counter()
+    written = buf.flush(engine)
+    dt = time.perf_counter() - t0
+    engine.dispose()
+    report(f"check-ins persisted, {label} ({n:,} in one flush)", f"{written / dt:,.0f} /s", "",
+           "target >= 5,000/s on PostgreSQL" if "Postgre" in label else "")
+
+
+def bench_fleet_queries(pg: PostgresCluster, work: Path, args) -> None:
+    """100k devices and 1M events in PostgreSQL, then the operator-facing reads through the API."""
+    import psycopg
+
+    url = pg.create_database()
+    srv = ServerProcess(work / "fleetdata", database_url=url).start()
+    try:
+        dsn = url.replace("postgresql+psycopg://", "postgresql://")
+        n_dev, n_ev = (20_000, 200_000) if args.quick else (100_000, 1_000_000)
+        t0 = time.perf_counter()
+        with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+            with cur.copy("COPY device (device_id, token_hash, created_at, last_seen, channel, version, partition, "
+                          "ota_state) FROM STDIN") as cp:
+                now = datetime.now(UTC)
+                for i in range(n_dev):
+                    cp.write_row((f"d-{i:06d}", "x" * 64, now, now, "stable", random.choice(["1.1", "1.2", "1.3"]),
+                                  "ota_0", "valid"))
+            with cur.copy("COPY device_event (device_id, kind, version, reason, detail, created_at) FROM STDIN") as cp:
+                kinds = ["download_started", "verified", "installed", "booted", "confirmed", "rolled_back"]
+                for i in range(n_ev):
+                    cp.write_row((f"d-{i % n_dev:06d}", kinds[i % 6], "1.3", "ok", "", now))
+            cur.execute("ANALYZE")
+        print(f"  (loaded {n_dev:,} devices and {n_ev:,} events in {time.perf_counter() - t0:.1f} s)", flush=True)
+
+        def timed(path: str, params: dict) -> float:
+            samples = []
+            with srv.admin() as admin:
+                admin.get(path, params=params)
+                for _ in range(20):
+                    t = time.perf_counter()
+                    r = admin.get(path, params=params)
+                    samples.append((time.perf_counter() - t) * 1000)
+                    assert r.status_code == 200, r.text
+            return statistics.median(samples)
+
+        report(f"device list page, {n_dev:,} devices", f"{timed('/api/devices', {'limit': 100}):.1f} ms", "",
+               "dashboard target < 300 ms")
+        report("device list filtered by version", f"{timed('/api/devices', {'limit': 100, 'version': '1.2'}):.1f} ms", "")
+        report(f"one device's history, {n_ev:,} events", f"{timed('/api/devices/d-000042/events', {}):.1f} ms", "")
+        report("dashboard page / 'differs from desired' query", "n/a", "", "needs the fleet issue (#5)")
+    finally:
+        srv.stop()
+
+
+async def _device(client, base, dev, token, state, stop):
+    etag = None
+    while not stop.is_set():
+        headers = {"X-Otaml-Device-Id": dev, "Authorization": f"Bearer {token}", "X-Otaml-Version": state[dev]}
+        if etag:
+            headers["If-None-Match"] = etag
+        try:
+            r = await client.get(f"{base}/firmware.json", headers=headers)
+            if r.status_code == 200:
+                m = json.loads(r.content)
+                etag = r.headers.get("ETag")
+                if m["semver"] != state[dev]:
+                    b = await client.get(m["file"])
+                    if hashlib.sha256(b.content).hexdigest() == m["sha256"] and len(b.content) == m["size"]:
+                        for kind in ("download_started", "verified", "installed", "booted", "confirmed"):
+                            await client.post(f"{base}/api/devices/{dev}/events", headers={"Authorization": f"Bearer {token}"},
+                                              json={"kind": kind, "version": m["semver"]})
+                        state[dev] = m["semver"]
+                        state["_confirmed_at"][dev] = time.monotonic()
+        except httpx.HTTPError:
+            pass
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=10 * random.uniform(0.9, 1.1))
+        except TimeoutError:
+            pass
+
+
+async def _fleet(server: ServerProcess, devices: list, cli: Cli, image: Path, n: int) -> None:
+    state = {d: "1.2" for d, _ in devices[:n]}
+    state["_confirmed_at"] = {}
+    stop = asyncio.Event()
+    limits = httpx.Limits(max_connections=n + 50, max_keepalive_connections=n + 50)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        tasks = [asyncio.create_task(_device(client, server.url, d, t, state, stop)) for d, t in devices[:n]]
+        await asyncio.sleep(12)  # the fleet settles on 1.2
+        cpu0, t0 = server_cpu_seconds(server.proc.pid), time.monotonic()
+        await asyncio.to_thread(cli, "publish", "1.3", str(image))
+        published = time.monotonic()
+        while sum(1 for d, _ in devices[:n] if state[d] == "1.3") < n and time.monotonic() - published < 120:
+            await asyncio.sleep(0.2)
+        done = time.monotonic()
+        cpu = server_cpu_seconds(server.proc.pid) - cpu0
+        stop.set()
+        await asyncio.gather(*tasks)
+    confirmed = sum(1 for d, _ in devices[:n] if state[d] == "1.3")
+    report(f"fleet convergence, {n:,} devices polling every 10 s", f"{done - published:.1f} s to {confirmed:,} confirmed",
+           "", f"server CPU {cpu / (done - t0) * 100:.0f}% of one core")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="shorter runs and smaller tables")
+    ap.add_argument("--workers", type=int, default=2, help="server worker processes (default 2: one per core)")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    args = ap.parse_args()
+    if args.quick:
+        args.duration = min(args.duration, 4)
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool):
+            print(f"{tool} is missing: run scripts/bench/run (it installs nginx, wrk and PostgreSQL)", file=sys.stderr)
+            return 2
+    work = Path(tempfile.mkdtemp(prefix="otaml-bench-"))
+    work.chmod(0o755)  # nginx workers run as an unprivileged user
+    pg = PostgresCluster().start()
+    print(f"otaml benchmarks ({os.cpu_count()} cores, {args.workers} server workers, PostgreSQL)\n"
+          f"  {'figure':<46} {'otaml':>22} {'baseline':>22} note", flush=True)
+    try:
+        url = pg.create_database()
+        server = ServerProcess(work / "data", database_url=url,
+                               env_extra={"OTAML_WORKERS": str(args.workers), "OTAML_LOG_LEVEL": "warning"}).start()
+        try:
+            cli = Cli(server, TEST_KEY, work)
+            images = {v: work / f"otaml{v}.bin" for v in ("1.2", "1.3")}
+            for v, p in images.items():
+                p.write_bytes(build_app_image(v))
+            assert cli("publish", "1.2", str(images["1.2"])).returncode == 0
+            devices = enroll_many(server, 1000)
+            bench_http(server, work, devices, args)
+            print("\nfleet", flush=True)
+            asyncio.run(_fleet(server, devices, cli, images["1.3"], 1000))
+        finally:
+            server.stop()
+        print("\ncheck-in persistence and fleet queries", flush=True)
+        bench_checkins(f"sqlite:///{work / 'ci.db'}", "SQLite", 50_000)
+        bench_checkins(pg.create_database(), "PostgreSQL", 50_000)
+        bench_fleet_queries(pg, work, args)
+    finally:
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

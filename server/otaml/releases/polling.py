@@ -1,0 +1,140 @@
+"""The manifest poll, which is also the device's check-in: one implementation, answered by a plain
+ASGI layer in front of the framework (api/poll_asgi.py) because it is by far the hottest request.
+
+No database access on this path except a cache refill once per channel every few seconds, and a
+token lookup the first time a process sees a device (both off the event loop).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from starlette.concurrency import run_in_threadpool
+
+from otaml.core.errors import AuthError, NotFoundError, OtamlError
+from otaml.fleet import protocol as p
+from otaml.fleet.checkins import Checkin
+from otaml.fleet.tokens import hash_token, tokens_equal
+from otaml.manifest.format import is_valid_channel
+
+_COUNTER_RE = re.compile(r"^[a-z0-9_]{1,15}=[0-9]{1,10}$")
+_CHANNEL_PATH = re.compile(r"^/channels/([^/]{1,64})/firmware\.json$")
+
+
+class BadCheckinError(OtamlError):
+    status = 400
+
+
+@dataclass
+class PollAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    media_type: str = "application/json"
+
+
+def poll_channel(path: str, default_channel: str) -> str | None:
+    """The channel a poll path asks for, or None if the path is not a poll."""
+    if path == "/firmware.json":
+        return default_channel
+    m = _CHANNEL_PATH.match(path)
+    return m.group(1) if m else None
+
+
+def _int_header(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 19:
+        raise BadCheckinError(f"{name}: expected a non-negative integer, got {value[:40]!r}")
+    return int(value)
+
+
+def _text_header(name: str, value: str | None, limit: int) -> str | None:
+    if value is None:
+        return None
+    if len(value) > limit or not value.isprintable():
+        raise BadCheckinError(f"{name}: expected printable text of at most {limit} characters, got {value[:40]!r}")
+    return value
+
+
+def _counters_header(value: str | None) -> str | None:
+    """'healthy=12,unstable=0' -> '{"healthy": 12, "unstable": 0}' (stored as JSON)."""
+    if value is None:
+        return None
+    pairs = value.split(",")
+    if len(pairs) > 8 or not all(_COUNTER_RE.match(pair) for pair in pairs):
+        raise BadCheckinError(f"{p.H_ML_COUNTERS}: expected up to 8 label=count pairs, got {value[:60]!r}")
+    return json.dumps({k: int(v) for k, v in (pair.split("=") for pair in pairs)})
+
+
+def checkin_from_headers(h: Mapping[str, str], device_id: str, channel: str) -> Checkin:
+    """Reported state from lower-cased request headers. Raises BadCheckinError naming the header."""
+    state = h.get("x-otaml-ota-state")
+    if state is not None and state not in p.OtaState._value2member_map_:
+        raise BadCheckinError(f"{p.H_OTA_STATE}: expected one of {', '.join(p.OtaState)}, got {state[:40]!r}")
+    return Checkin(
+        device_id=device_id,
+        last_seen=datetime.now(UTC),
+        channel=channel,
+        version=_text_header(p.H_VERSION, h.get("x-otaml-version"), 32),
+        partition=_text_header(p.H_PARTITION, h.get("x-otaml-partition"), 16),
+        ota_state=state,
+        manifest_version=_int_header(p.H_MANIFEST_VERSION, h.get("x-otaml-manifest-version")),
+        secure_version=_int_header(p.H_SECURE_VERSION, h.get("x-otaml-secure-version")),
+        ml_model=_text_header(p.H_MODEL, h.get("x-otaml-model"), 48),
+        ml_counters=_counters_header(h.get("x-otaml-ml-counters")),
+        ml_latency_us=_int_header(p.H_ML_LATENCY_US, h.get("x-otaml-ml-latency-us")),
+    )
+
+
+def _bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def answer_poll(ctx, channel: str, h: Mapping[str, str]) -> PollAnswer:  # type: ignore[no-untyped-def]
+    """Authenticate, record the check-in, answer with the channel's signed manifest (or 304)."""
+    interval = {p.H_POLL_INTERVAL: str(ctx.settings.poll_interval)}
+    try:
+        device_id = h.get("x-otaml-device-id")
+        if device_id is None:
+            if not ctx.settings.allow_legacy_clients:
+                raise AuthError(
+                    f"expected a device id ({p.H_DEVICE_ID}) and token (Authorization: Bearer); this server does "
+                    f"not accept legacy clients (OTAML_ALLOW_LEGACY_CLIENTS)"
+                )
+        else:
+            token = _bearer(h.get("authorization"))
+            expected = ctx.tokens.cached(device_id)
+            if expected is None and token is not None:
+                expected = await run_in_threadpool(ctx.tokens.load, device_id)
+            if token is None or expected is None or not tokens_equal(hash_token(token), expected):
+                raise AuthError(f"unknown device {device_id[:64]!r} or wrong device token")
+            ctx.checkins.record(checkin_from_headers(h, device_id, channel))
+        if not is_valid_channel(channel):
+            raise NotFoundError(f"no channel {channel[:40]!r}")
+        served = ctx.manifests.peek(channel)
+        if served is False:
+            served = await run_in_threadpool(ctx.manifests.get, channel)
+        if served is None:
+            raise NotFoundError(f"no release published on channel {channel!r}")
+    except OtamlError as e:
+        body = json.dumps({"detail": str(e), "error": type(e).__name__}).encode()
+        return PollAnswer(e.status, interval, body)
+    headers = {
+        **interval,
+        "etag": served.etag,
+        "cache-control": "no-cache",
+        p.H_SIGNATURE: served.signature,
+        p.H_KEY_ID: served.key_id,
+    }
+    inm = h.get("if-none-match")
+    if inm is not None and served.etag in (t.strip() for t in inm.split(",")):
+        return PollAnswer(304, headers)
+    return PollAnswer(200, headers, served.body)
