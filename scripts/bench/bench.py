@@ -335,7 +335,7 @@ def main() -> int:
     try:
         url = pg.create_database()
         server = ServerProcess(work / "data", database_url=url,
-                               env_extra={"OTAML_WORKERS": str(args.workers), "OTAML_LOG_LEVEL": "warning"}).start()
+                               env_extra={"OTAML_WORKERS": str(args.workers)}).start()
         try:
             cli = Cli(server, TEST_KEY, work)
             images = {v: work / f"otaml{v}.bin" for v in ("1.2", "1.3")}

@@ -20,6 +20,7 @@ from otaml.fleet import protocol as p
 from otaml.fleet.checkins import Checkin
 from otaml.fleet.tokens import hash_token, tokens_equal
 from otaml.manifest.format import is_valid_channel
+from otaml.releases.serving import ServedManifest
 
 _COUNTER_RE = re.compile(r"^[a-z0-9_]{1,15}=[0-9]{1,10}$")
 _CHANNEL_PATH = re.compile(r"^/channels/([^/]{1,64})/firmware\.json$")
@@ -98,6 +99,19 @@ def _bearer(value: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+async def current_manifest(ctx, channel: str) -> ServedManifest:  # type: ignore[no-untyped-def]
+    """The channel's signed manifest from the cache (refilled off the event loop).
+    Raises NotFoundError for an invalid channel name or an empty channel."""
+    if not is_valid_channel(channel):
+        raise NotFoundError(f"no channel {channel[:40]!r}")
+    served = ctx.manifests.peek(channel)
+    if served is False:
+        served = await run_in_threadpool(ctx.manifests.get, channel)
+    if served is None:
+        raise NotFoundError(f"no release published on channel {channel!r}")
+    return served
+
+
 async def answer_poll(ctx, channel: str, h: Mapping[str, str]) -> PollAnswer:  # type: ignore[no-untyped-def]
     """Authenticate, record the check-in, answer with the channel's signed manifest (or 304)."""
     interval = {p.H_POLL_INTERVAL: str(ctx.settings.poll_interval)}
@@ -117,13 +131,7 @@ async def answer_poll(ctx, channel: str, h: Mapping[str, str]) -> PollAnswer:  #
             if token is None or expected is None or not tokens_equal(hash_token(token), expected):
                 raise AuthError(f"unknown device {device_id[:64]!r} or wrong device token")
             ctx.checkins.record(checkin_from_headers(h, device_id, channel))
-        if not is_valid_channel(channel):
-            raise NotFoundError(f"no channel {channel[:40]!r}")
-        served = ctx.manifests.peek(channel)
-        if served is False:
-            served = await run_in_threadpool(ctx.manifests.get, channel)
-        if served is None:
-            raise NotFoundError(f"no release published on channel {channel!r}")
+        served = await current_manifest(ctx, channel)
     except OtamlError as e:
         body = json.dumps({"detail": str(e), "error": type(e).__name__}).encode()
         return PollAnswer(e.status, interval, body)
