@@ -24,7 +24,8 @@ from otaml.core.config import INSECURE_ADMIN_TOKEN
 from otaml.core.errors import ConfigError, OtamlError
 from otaml.manifest import signing
 
-out = Console()
+# Piped output (scripts, logs) gets wide tables instead of an 80-column guess with truncated cells.
+out = Console() if Console().is_terminal else Console(width=200)
 err = Console(stderr=True)
 DEFAULT_KEY = Path("keys") / signing.PRIVATE_KEY_NAME
 
