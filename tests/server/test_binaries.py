@@ -10,9 +10,10 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def binary(cli, server, make_image):
-    image = make_image("1.2")
+@pytest.fixture(params=[8192, 5_000_000], ids=["cached-in-memory", "streamed-from-disk"])
+def binary(request, cli, server, make_image):
+    """Both download paths: small blobs are answered from memory, large ones streamed by the route."""
+    image = make_image("1.2", code_size=request.param)
     assert cli("publish", "1.2", str(image)).returncode == 0
     release = json.loads(cli("list", "--json").stdout)[0]
     return release["file_url"], image.read_bytes(), release["sha256"]

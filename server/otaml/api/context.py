@@ -10,6 +10,7 @@ from otaml.core.config import Settings
 from otaml.fleet.checkins import CheckinBuffer
 from otaml.fleet.tokens import TokenCache
 from otaml.releases.serving import ManifestCache
+from otaml.storage.blob_cache import BlobCache
 from otaml.storage.blobs import BlobStore
 from otaml.storage.static_mirror import StaticMirror
 
@@ -23,13 +24,16 @@ class ServerContext:
     checkins: CheckinBuffer
     tokens: TokenCache
     manifests: ManifestCache
+    blob_cache: BlobCache
 
     @classmethod
     def create(cls, settings: Settings, engine: Engine) -> ServerContext:
+        store = BlobStore(settings.data_dir)
         return cls(
             settings=settings,
             engine=engine,
-            store=BlobStore(settings.data_dir),
+            store=store,
+            blob_cache=BlobCache(store),
             mirror=StaticMirror(settings.data_dir / "static", settings.default_channel),
             checkins=CheckinBuffer(),
             tokens=TokenCache(engine),

@@ -1,12 +1,32 @@
-"""A plain ASGI layer that answers manifest polls before the framework sees them.
+"""A plain ASGI layer that answers the device traffic before the framework sees it.
 
-Polls are most of a fleet's traffic; routing, dependency injection and response classes cost more
-than the poll itself. Everything else passes through to FastAPI untouched.
+Polls and downloads are most of a fleet's requests; routing, dependency injection and response classes
+cost more than the work itself. Polls: one implementation in releases/polling.py. Binaries: immutable
+blobs of up to 4 MB from memory (storage/blob_cache.py), with the semantics of the binaries route
+(strong ETag, If-None-Match, one Range, If-Range, 416); anything else falls through to FastAPI.
 """
 
 from __future__ import annotations
 
+import re
+
 from otaml.releases.polling import answer_poll, poll_channel
+
+_BINARY_PATH = re.compile(r"^/binaries/([0-9a-f]{64})/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _range(spec: str, size: int) -> tuple[int, int] | None | bool:
+    """(start, end exclusive) for one byte range; None if not satisfiable; False if not understood."""
+    m = _RANGE.match(spec.strip())
+    if not m or (m.group(1) == "" and m.group(2) == ""):
+        return False
+    if m.group(1) == "":
+        n = int(m.group(2))
+        return (max(size - n, 0), size) if n > 0 else None
+    start = int(m.group(1))
+    end = min(int(m.group(2)) + 1, size) if m.group(2) else size
+    return (start, end) if start < size and start < end else None
 
 
 class PollFastPath:
@@ -18,9 +38,18 @@ class PollFastPath:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             return await self.app(scope, receive, send)
         ctx = getattr(self.fastapi_app.state, "ctx", None)
-        channel = poll_channel(scope["path"], ctx.settings.default_channel) if ctx is not None else None
-        if channel is None:
+        if ctx is None:
             return await self.app(scope, receive, send)
+        path = scope["path"]
+        channel = poll_channel(path, ctx.settings.default_channel)
+        if channel is not None:
+            return await self._poll(ctx, channel, scope, send)
+        m = _BINARY_PATH.match(path)
+        if m is not None and await self._binary(ctx, m.group(1), scope, send):
+            return None
+        return await self.app(scope, receive, send)
+
+    async def _poll(self, ctx, channel, scope, send):  # type: ignore[no-untyped-def]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         answer = await answer_poll(ctx, channel, headers)
         out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
@@ -30,3 +59,34 @@ class PollFastPath:
         await send({"type": "http.response.start", "status": answer.status, "headers": out})
         body = answer.body if scope["method"] == "GET" and answer.status != 304 else b""
         await send({"type": "http.response.body", "body": body})
+
+    async def _binary(self, ctx, sha256, scope, send) -> bool:  # type: ignore[no-untyped-def]
+        data = ctx.blob_cache.get(sha256)
+        if data is None:
+            return False  # unknown or large: the FastAPI route streams it (or answers 404)
+        h = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        etag = f'"{sha256}"'
+        base = [(b"etag", etag.encode()), (b"cache-control", b"public, max-age=31536000, immutable"),
+                (b"accept-ranges", b"bytes")]
+        inm = h.get("if-none-match")
+        if inm is not None and etag in (t.strip() for t in inm.split(",")):
+            await send({"type": "http.response.start", "status": 304, "headers": base})
+            await send({"type": "http.response.body", "body": b""})
+            return True
+        status, body, size = 200, data, len(data)
+        spec = h.get("range")
+        if spec is not None and h.get("if-range", etag) == etag:
+            r = _range(spec, size)
+            if r is False:
+                return False  # several ranges or odd syntax: leave it to the framework
+            if r is None:
+                await send({"type": "http.response.start", "status": 416,
+                            "headers": [*base, (b"content-range", f"bytes */{size}".encode()), (b"content-length", b"0")]})
+                await send({"type": "http.response.body", "body": b""})
+                return True
+            status, body = 206, data[r[0]:r[1]]
+            base.append((b"content-range", f"bytes {r[0]}-{r[1] - 1}/{size}".encode()))
+        base += [(b"content-type", b"application/octet-stream"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": base})
+        await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
+        return True
