@@ -5,9 +5,11 @@
  * network, cannot reach the release server, or fails the ML health check never confirms itself, and
  * the bootloader returns to the previous slot.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "esp_app_desc.h"
 #include "esp_event.h"
 #include "esp_log.h"
 #include "esp_mac.h"
