@@ -17,7 +17,7 @@ import pytest
 from otaml.image.synthetic import build_app_image
 from otaml.manifest.format import build_manifest_bytes
 from otaml.manifest import signing
-from otaml.releases.urls import binary_path
+from otaml.releases.urls import binary_url
 from tests.utils.processes import Cli, ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -70,7 +70,7 @@ def test_concurrent_publishes_with_the_same_manifest_version_are_serialized(two_
         data = build_app_image(version)
         sha = hashlib.sha256(data).hexdigest()
         manifest = build_manifest_bytes(
-            semver=version, file_url=info["base_url"] + binary_path(sha, f"v{version}.bin"), sha256=sha, size=len(data),
+            semver=version, file_url=binary_url(info["base_url"], sha, f"v{version}.bin"), sha256=sha, size=len(data),
             project="otaml", chip="esp32", secure_version=0, channel="stable",
             manifest_version=info["next_manifest_version"], key_id=signing_key.key_id, expires_in=86400)
         headers = {"Authorization": f"Bearer {a.admin_token}", "Content-Type": "application/octet-stream",

@@ -135,3 +135,11 @@ def test_enrolling_twice_is_refused(cli):
     assert again.returncode == 2 and "already enrolled" in again.stderr
     bad = cli("enroll", "no spaces allowed")
     assert bad.returncode == 2 and "invalid device_id" in bad.stderr
+
+
+def test_an_unknown_id_is_refused_from_memory_but_enrolling_it_takes_effect_at_once(server, cli, published):
+    ghost = {"X-Otaml-Device-Id": "late-dev", "Authorization": "Bearer guess"}
+    assert httpx.get(f"{server.url}/firmware.json", headers=ghost).status_code == 401  # remembered as unknown
+    dev = enroll(cli, "late-dev")  # the same process forgets that at enrollment
+    assert httpx.get(f"{server.url}/firmware.json", headers=dev).status_code == 200
+    assert httpx.get(f"{server.url}/firmware.json", headers={**dev, "Authorization": "Bearer guess"}).status_code == 401

@@ -11,7 +11,7 @@ from sqlmodel import Session
 from otaml.api.context import ServerContext
 from otaml.core.config import Settings
 from otaml.core.errors import AuthError
-from otaml.fleet.tokens import hash_token, tokens_equal
+from otaml.fleet.tokens import bearer_token, tokens_equal
 
 
 def get_ctx(request: Request) -> ServerContext:
@@ -36,13 +36,6 @@ def get_session(ctx: ContextDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 def require_admin(ctx: ContextDep, authorization: Annotated[str | None, Header()] = None) -> None:
     token = bearer_token(authorization)
     if token is None:
@@ -54,13 +47,11 @@ def require_admin(ctx: ContextDep, authorization: Annotated[str | None, Header()
 AdminDep = Annotated[None, Depends(require_admin)]
 
 
-def require_device(
+async def require_device(
     device_id: str, ctx: ContextDep, authorization: Annotated[str | None, Header()] = None
 ) -> str:
     """Authenticate a device by its path id and bearer token (for non-poll device requests)."""
-    token = bearer_token(authorization)
-    expected = ctx.tokens.cached(device_id) or ctx.tokens.load(device_id)
-    if token is None or expected is None or not tokens_equal(hash_token(token), expected):
+    if not await ctx.tokens.verify(device_id, bearer_token(authorization)):
         raise AuthError(f"unknown device {device_id!r} or wrong device token")
     return device_id
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from otaml.core.http import etag_matches
 from otaml.releases.polling import answer_poll, poll_channel
 
 _BINARY_PATH = re.compile(r"^/binaries/([0-9a-f]{64})/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -68,8 +69,7 @@ class PollFastPath:
         etag = f'"{sha256}"'
         base = [(b"etag", etag.encode()), (b"cache-control", b"public, max-age=31536000, immutable"),
                 (b"accept-ranges", b"bytes")]
-        inm = h.get("if-none-match")
-        if inm is not None and etag in (t.strip() for t in inm.split(",")):
+        if etag_matches(h.get("if-none-match"), etag):
             await send({"type": "http.response.start", "status": 304, "headers": base})
             await send({"type": "http.response.body", "body": b""})
             return True

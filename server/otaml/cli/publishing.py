@@ -19,7 +19,7 @@ from otaml.manifest import signing
 from otaml.manifest.format import build_manifest_bytes, is_valid_channel
 from otaml.manifest.versions import Version
 from otaml.cli.client import ReleaseClient
-from otaml.releases.urls import binary_path, manifest_path
+from otaml.releases.urls import binary_url, manifest_path
 
 DEFAULT_EXPIRY = 30 * 86400
 _DURATION_RE = re.compile(r"^(\d+)([smhd]?)$")
@@ -90,7 +90,7 @@ def publish(
     sha = hashlib.sha256(data).hexdigest()
     manifest = build_manifest_bytes(
         semver=v.text,
-        file_url=info["base_url"] + binary_path(sha, path.name),
+        file_url=binary_url(info["base_url"], sha, path.name),
         sha256=sha,
         size=len(data),
         project=info["project"],

@@ -8,18 +8,14 @@ clean stop.
 
 from __future__ import annotations
 
-import logging
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import bindparam, or_, update
 from sqlalchemy.engine import Engine
 
 from otaml.models import Device
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class Checkin:
@@ -41,14 +37,10 @@ class CheckinBuffer:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._pending: dict[str, Checkin] = {}
-        self.flushed_total = 0
 
     def record(self, checkin: Checkin) -> None:
         with self._lock:
             self._pending[checkin.device_id] = checkin
-
-    def __len__(self) -> int:
-        return len(self._pending)
 
     def flush(self, engine: Engine) -> int:
         """Write pending check-ins in one transaction. On failure they are put back (unless a newer
@@ -58,25 +50,14 @@ class CheckinBuffer:
                 batch, self._pending = self._pending, {}
             if not batch:
                 return 0
-            rows = [{"b_device_id": c.device_id, **{k: v for k, v in asdict(c).items() if k != "device_id"}} for c in batch.values()]
+            rows = [{**asdict(c), "b_device_id": c.device_id} for c in batch.values()]
             # Several server processes flush into one database: a report older than the stored one (it
             # reached another process later) must not overwrite it.
             stmt = (
                 update(Device)
                 .where(Device.device_id == bindparam("b_device_id"))  # type: ignore[arg-type]
                 .where(or_(Device.last_seen.is_(None), Device.last_seen <= bindparam("last_seen")))  # type: ignore[union-attr]
-                .values(
-                    last_seen=bindparam("last_seen"),
-                    channel=bindparam("channel"),
-                    version=bindparam("version"),
-                    partition=bindparam("partition"),
-                    ota_state=bindparam("ota_state"),
-                    manifest_version=bindparam("manifest_version"),
-                    secure_version=bindparam("secure_version"),
-                    ml_model=bindparam("ml_model"),
-                    ml_counters=bindparam("ml_counters"),
-                    ml_latency_us=bindparam("ml_latency_us"),
-                )
+                .values(**{name: bindparam(name) for name in _REPORTED})
             )
             try:
                 with engine.begin() as conn:
@@ -86,5 +67,8 @@ class CheckinBuffer:
                     for device_id, c in batch.items():
                         self._pending.setdefault(device_id, c)
                 raise
-            self.flushed_total += len(batch)
             return len(batch)
+
+
+# Every Checkin field but the key is a Device column of the same name.
+_REPORTED = [f.name for f in fields(Checkin) if f.name != "device_id"]

@@ -18,7 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from otaml.core.errors import AuthError, NotFoundError, OtamlError
 from otaml.fleet import protocol as p
 from otaml.fleet.checkins import Checkin
-from otaml.fleet.tokens import hash_token, tokens_equal
+from otaml.core.http import etag_matches
+from otaml.fleet.tokens import bearer_token
 from otaml.manifest.format import is_valid_channel
 from otaml.releases.serving import ServedManifest
 
@@ -92,13 +93,6 @@ def checkin_from_headers(h: Mapping[str, str], device_id: str, channel: str) -> 
     )
 
 
-def _bearer(value: str | None) -> str | None:
-    if not value:
-        return None
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 async def current_manifest(ctx, channel: str) -> ServedManifest:  # type: ignore[no-untyped-def]
     """The channel's signed manifest from the cache (refilled off the event loop).
     Raises NotFoundError for an invalid channel name or an empty channel."""
@@ -124,11 +118,7 @@ async def answer_poll(ctx, channel: str, h: Mapping[str, str]) -> PollAnswer:  #
                     f"not accept legacy clients (OTAML_ALLOW_LEGACY_CLIENTS)"
                 )
         else:
-            token = _bearer(h.get("authorization"))
-            expected = ctx.tokens.cached(device_id)
-            if expected is None and token is not None:
-                expected = await run_in_threadpool(ctx.tokens.load, device_id)
-            if token is None or expected is None or not tokens_equal(hash_token(token), expected):
+            if not await ctx.tokens.verify(device_id, bearer_token(h.get("authorization"))):
                 raise AuthError(f"unknown device {device_id[:64]!r} or wrong device token")
             ctx.checkins.record(checkin_from_headers(h, device_id, channel))
         served = await current_manifest(ctx, channel)
@@ -142,7 +132,6 @@ async def answer_poll(ctx, channel: str, h: Mapping[str, str]) -> PollAnswer:  #
         p.H_SIGNATURE: served.signature,
         p.H_KEY_ID: served.key_id,
     }
-    inm = h.get("if-none-match")
-    if inm is not None and served.etag in (t.strip() for t in inm.split(",")):
+    if etag_matches(h.get("if-none-match"), served.etag):
         return PollAnswer(304, headers)
     return PollAnswer(200, headers, served.body)

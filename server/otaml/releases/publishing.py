@@ -7,6 +7,7 @@ update are ordered so that a failure at any point leaves no row and no file behi
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from otaml.manifest.format import Manifest as ManifestDoc
 from otaml.manifest.format import read_manifest
 from otaml.manifest.versions import Version, check_successor
 from otaml.models import Manifest, Release, SigningKey
-from otaml.releases.urls import binary_path
+from otaml.releases.urls import binary_url
 from otaml.storage.blobs import BlobStore, StagedBlob
 from otaml.storage.static_mirror import StaticMirror
 
@@ -131,7 +132,7 @@ def publish(
                 f"manifest declares sha256 {doc.sha256[:12]}… and {doc.size} bytes, the upload is "
                 f"{staged.sha256[:12]}… and {staged.size} bytes"
             )
-        expected_url = settings.base_url + binary_path(doc.sha256, filename)
+        expected_url = binary_url(settings.base_url, doc.sha256, filename)
         if str(doc.file) != expected_url:
             raise ManifestError(f"expected `file` to be {expected_url}, got {doc.file}")
         image = load_app_image(staged.path.read_bytes(), doc.chip)
@@ -227,7 +228,7 @@ def refresh(
         release = current_release(session, channel)
         if release is None:
             raise NotFoundError(f"no release published on channel {channel!r}; nothing to refresh")
-        expected_url = settings.base_url + binary_path(release.sha256, release.filename)
+        expected_url = binary_url(settings.base_url, release.sha256, release.filename)
         mismatches = [
             name for name, want, got in [
                 ("semver", release.version, doc.semver), ("sha256", release.sha256, doc.sha256),
@@ -256,8 +257,6 @@ def refresh(
 
 def read_manifest_untrusted_key_id(raw: bytes) -> str:
     """The key id a manifest claims, read only to pick the key that then verifies it."""
-    import json
-
     try:
         kid = json.loads(raw).get("key_id")
     except (ValueError, AttributeError):

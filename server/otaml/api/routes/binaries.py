@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 
 from otaml.api.deps import ContextDep
 from otaml.core.errors import NotFoundError
+from otaml.core.http import etag_matches
 
 router = APIRouter(prefix="/binaries", tags=["binaries"])
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -24,7 +25,7 @@ def get_binary(
     # The bytes never change for a sha256, so the digest is a strong validator (also for If-Range).
     etag = f'"{sha256}"'
     headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
-    if if_none_match is not None and etag in (t.strip() for t in if_none_match.split(",")):
+    if etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     return FileResponse(
         ctx.store.path_for(sha256), media_type="application/octet-stream", filename=filename, headers=headers

@@ -19,7 +19,7 @@ from otaml.core.errors import ManifestError
 from otaml.manifest.format import CHANNEL_RE, is_valid_channel
 from otaml.models import Release, ReleasePublic, ReleasesPublic
 from otaml.releases import publishing
-from otaml.releases.urls import binary_path
+from otaml.releases.urls import binary_url
 
 router = APIRouter(prefix="/api/releases", tags=["releases"])
 
@@ -41,7 +41,7 @@ def release_public(session: Session, base_url: str, release: Release) -> Release
     is_current = current is not None and current.release_id == release.id
     return ReleasePublic(
         **release.model_dump(),
-        file_url=base_url + binary_path(release.sha256, release.filename),
+        file_url=binary_url(base_url, release.sha256, release.filename),
         manifest_version=current.manifest_version if is_current else None,
         expires=current.expires if is_current else None,
         current=is_current,
