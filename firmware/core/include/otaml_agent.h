@@ -53,6 +53,11 @@ typedef struct {
     char rejected_etag[80]; /* a refusal is reported once per manifest, not every poll */
     uint32_t poll_interval_s;
     otaml_slot_info_t running;
+    /* RAM copies of mf_ver, failed_ver and "ob_kind is set": the agent is their only writer, so a
+     * poll reads no NVS. */
+    uint64_t installed_manifest_version;
+    char failed_version[32];
+    bool outbox_pending; /* ob_kind is set in the store */
 } otaml_agent_t;
 
 typedef enum {

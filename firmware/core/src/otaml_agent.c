@@ -73,8 +73,10 @@ static otaml_status_t prv_post_event(otaml_agent_t *a, otaml_event_t kind, const
 }
 
 /* The outbox holds one event that must survive a reboot; it is retried before every poll. */
-static void prv_outbox_put(otaml_event_t kind, const char *version, otaml_reason_t reason, const char *detail)
+static void prv_outbox_put(otaml_agent_t *a, otaml_event_t kind, const char *version, otaml_reason_t reason,
+                           const char *detail)
 {
+    a->outbox_pending = true;
     otaml_port_store_set_str("ob_ver", version);
     otaml_port_store_set_str("ob_why", otaml_reason_to_str(reason));
     otaml_port_store_set_str("ob_det", detail ? detail : "");
@@ -84,7 +86,11 @@ static void prv_outbox_put(otaml_event_t kind, const char *version, otaml_reason
 static void prv_outbox_flush(otaml_agent_t *a)
 {
     char kind[24], version[32], why[32], detail[128];
-    if (otaml_port_store_get_str("ob_kind", kind, sizeof(kind)) != OTAML_OK) return;
+    if (!a->outbox_pending) return;
+    if (otaml_port_store_get_str("ob_kind", kind, sizeof(kind)) != OTAML_OK) {
+        a->outbox_pending = false;
+        return;
+    }
     prv_store_str_or_empty("ob_ver", version, sizeof(version));
     prv_store_str_or_empty("ob_why", why, sizeof(why));
     prv_store_str_or_empty("ob_det", detail, sizeof(detail));
@@ -95,6 +101,7 @@ static void prv_outbox_flush(otaml_agent_t *a)
 #undef OTAML_X_MATCH
     if (prv_post_event(a, ev, version, otaml_reason_from_str(why), detail) == OTAML_OK) {
         otaml_port_store_erase("ob_kind");
+        a->outbox_pending = false;
     }
 }
 
@@ -114,6 +121,10 @@ otaml_status_t otaml_agent_init(otaml_agent_t *a, const otaml_agent_config_t *cf
         return OTAML_ERR_INVALID_ARG;
     }
     a->poll_interval_s = cfg->default_poll_interval_s ? cfg->default_poll_interval_s : 60;
+    a->installed_manifest_version = prv_store_u64_or_zero("mf_ver");
+    prv_store_str_or_empty("failed_ver", a->failed_version, sizeof(a->failed_version));
+    char kind[24];
+    a->outbox_pending = otaml_port_store_get_str("ob_kind", kind, sizeof(kind)) == OTAML_OK;
     return otaml_port_running_slot(&a->running);
 }
 
@@ -158,7 +169,8 @@ otaml_status_t otaml_agent_boot(otaml_agent_t *a)
             OTAML_LOGW(TAG, "%s did not stick (%s): running %s again; it will not be retried", installed,
                        otaml_reason_to_str(reason), r->version);
             otaml_port_store_set_str("failed_ver", installed);
-            prv_outbox_put(OTAML_EVENT_ROLLED_BACK, installed, reason, detail);
+            snprintf(a->failed_version, sizeof(a->failed_version), "%s", installed);
+            prv_outbox_put(a, OTAML_EVENT_ROLLED_BACK, installed, reason, detail);
         }
         otaml_port_store_erase("inst_ver");
         otaml_port_store_erase("inst_why");
@@ -182,7 +194,7 @@ static void prv_checkin_headers(otaml_agent_t *a, prv_checkin_t *c, bool with_et
 {
     c->n = 0;
     snprintf(c->auth, sizeof(c->auth), "Bearer %s", a->cfg.token);
-    snprintf(c->mv, sizeof(c->mv), "%llu", (unsigned long long)prv_store_u64_or_zero("mf_ver"));
+    snprintf(c->mv, sizeof(c->mv), "%llu", (unsigned long long)a->installed_manifest_version);
     snprintf(c->sv, sizeof(c->sv), "%u", (unsigned)a->running.secure_version);
     c->h[c->n++] = (otaml_header_t){OTAML_H_DEVICE_ID, a->cfg.device_id};
     c->h[c->n++] = (otaml_header_t){"Authorization", c->auth};
@@ -407,6 +419,7 @@ static otaml_poll_outcome_t prv_install(otaml_agent_t *a, const otaml_manifest_t
         otaml_port_store_set_str("inst_ver", m->semver) != OTAML_OK) {
         return prv_reject(a, m, OTAML_REASON_FLASH_ERROR, "cannot persist the install record");
     }
+    a->installed_manifest_version = m->manifest_version;
     otaml_port_store_erase("inst_why");
     otaml_port_store_erase("inst_det");
     st = otaml_port_update_activate();
@@ -477,8 +490,6 @@ otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
         }
     }
 
-    char failed[32];
-    prv_store_str_or_empty("failed_ver", failed, sizeof(failed));
     size_t slot_size = 0;
     otaml_port_passive_slot_size(&slot_size);
     otaml_policy_ctx_t ctx = {
@@ -487,8 +498,8 @@ otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
         .chip = a->cfg.chip,
         .channel = a->cfg.channel,
         .secure_version = a->running.secure_version,
-        .last_manifest_version = prv_store_u64_or_zero("mf_ver"),
-        .failed_version = failed,
+        .last_manifest_version = a->installed_manifest_version,
+        .failed_version = a->failed_version,
         .slot_size = slot_size,
     };
     otaml_version_parse(a->running.version, &ctx.running_version);

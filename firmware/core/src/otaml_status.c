@@ -4,29 +4,20 @@
 #include "otaml_protocol.h"
 #include "otaml_status.h"
 
-const char *otaml_status_to_str(otaml_status_t status)
-{
-    switch (status) {
+/* One switch per X-macro list: a name for every enumerator, a fallback for anything else. */
 #define OTAML_X_CASE(name, text) \
     case name:                   \
         return text;
-        OTAML_STATUS_LIST(OTAML_X_CASE)
-#undef OTAML_X_CASE
+#define OTAML_DEFINE_TO_STR(fn, type, list, fallback) \
+    const char *fn(type value)                        \
+    {                                                 \
+        switch (value) { list(OTAML_X_CASE) }         \
+        return fallback;                              \
     }
-    return "unknown status";
-}
 
-const char *otaml_reason_to_str(otaml_reason_t reason)
-{
-    switch (reason) {
-#define OTAML_X_CASE(name, text) \
-    case name:                   \
-        return text;
-        OTAML_REASON_LIST(OTAML_X_CASE)
-#undef OTAML_X_CASE
-    }
-    return "ok";
-}
+OTAML_DEFINE_TO_STR(otaml_status_to_str, otaml_status_t, OTAML_STATUS_LIST, "unknown status")
+OTAML_DEFINE_TO_STR(otaml_reason_to_str, otaml_reason_t, OTAML_REASON_LIST, "ok")
+OTAML_DEFINE_TO_STR(otaml_event_to_str, otaml_event_t, OTAML_EVENT_LIST, "unknown")
 
 otaml_reason_t otaml_reason_from_str(const char *name)
 {
@@ -35,18 +26,6 @@ otaml_reason_t otaml_reason_from_str(const char *name)
     OTAML_REASON_LIST(OTAML_X_IF)
 #undef OTAML_X_IF
     return OTAML_REASON_OK;
-}
-
-const char *otaml_event_to_str(otaml_event_t event)
-{
-    switch (event) {
-#define OTAML_X_CASE(name, text) \
-    case name:                   \
-        return text;
-        OTAML_EVENT_LIST(OTAML_X_CASE)
-#undef OTAML_X_CASE
-    }
-    return "unknown";
 }
 
 const char *otaml_img_state_to_str(otaml_img_state_t state)
