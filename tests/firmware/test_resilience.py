@@ -51,8 +51,8 @@ def test_idle_polls_do_not_grow_the_heap(cli, enroll, make_image):
     assert end - warm < 1024, f"heap grew by {end - warm} bytes over 390 idle polls"
 
 
-@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is installed by scripts/setup")
 def test_poll_loop_has_no_leaks_under_valgrind(cli, enroll, make_image):
+    assert shutil.which("valgrind"), "valgrind is missing: scripts/setup installs it"
     assert cli("publish", "1.1", str(make_image("1.1"))).returncode == 0
     dev = enroll("dev-valgrind")
     dev.binary = SIM_PLAIN

@@ -69,14 +69,20 @@ def test_python_judges_each_vector_by_its_layer(vector):
         assert doc.key_id == INDEX["key_id"]
 
 
-@pytest.mark.parametrize("vector", [v for v in INDEX["vectors"] if v["layer"] == "format" and v["expect"] == "manifest_malformed"],
+def _is_json(name: str) -> bool:
+    try:
+        json.loads(load(name)[0])
+        return True
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize("vector", [v for v in INDEX["vectors"] if v["layer"] == "format"
+                                    and v["expect"] == "manifest_malformed" and _is_json(v["name"])],
                          ids=lambda v: v["name"])
 def test_schema_agrees_on_malformed_vectors(vector):
     body, _ = load(vector["name"])
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return  # not JSON: nothing for a schema to judge
+    obj = json.loads(body)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(obj, SCHEMA, format_checker=jsonschema.FormatChecker())
     with pytest.raises(ManifestError):
