@@ -8,8 +8,10 @@ from sqlalchemy.engine import Engine
 
 from otaml.core.config import Settings
 from otaml.fleet.checkins import CheckinBuffer
+from otaml.fleet.config import ConfigSigner, SignedConfigCache
 from otaml.fleet.tokens import TokenCache
 from otaml.releases.serving import ManifestCache
+from otaml.rollouts.policy import PolicyCache
 from otaml.storage.blob_cache import BlobCache
 from otaml.storage.blobs import BlobStore
 from otaml.storage.static_mirror import StaticMirror
@@ -25,6 +27,8 @@ class ServerContext:
     tokens: TokenCache
     manifests: ManifestCache
     blob_cache: BlobCache
+    policy: PolicyCache
+    config_docs: SignedConfigCache
 
     @classmethod
     def create(cls, settings: Settings, engine: Engine) -> ServerContext:
@@ -38,4 +42,6 @@ class ServerContext:
             checkins=CheckinBuffer(),
             tokens=TokenCache(engine),
             manifests=ManifestCache(engine),
+            policy=PolicyCache(engine, settings.policy_ttl),
+            config_docs=SignedConfigCache(ConfigSigner(settings.config_key_file)),
         )

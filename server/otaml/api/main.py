@@ -15,11 +15,13 @@ from sqlmodel import Session
 from otaml import __version__
 from otaml.api.context import ServerContext
 from otaml.api.poll_asgi import PollFastPath
-from otaml.api.routes import binaries, channels, devices, info, manifests, releases
+from otaml.api.routes import binaries, channels, config, devices, info, manifests, releases, rollouts
 from otaml.core.config import Settings
 from otaml.core.db import init_db, make_engine
 from otaml.core.errors import OtamlError
+from otaml.models import Release
 from otaml.releases.publishing import rebuild_mirror
+from otaml.rollouts.service import evaluate
 
 log = logging.getLogger("otaml.server")
 
@@ -31,6 +33,23 @@ async def _flush_loop(ctx: ServerContext) -> None:
             await run_in_threadpool(ctx.checkins.flush, ctx.engine)
         except Exception:  # keep polling alive; the batch was put back and is retried
             log.exception("check-in flush failed; retrying in %.1fs", ctx.settings.checkin_flush_interval)
+
+
+async def _rollout_loop(ctx: ServerContext) -> None:
+    def promoted(release: Release) -> None:
+        # The promoting process updates its baseline at once; others within the manifest cache TTL.
+        ctx.manifests.invalidate(release.channel)
+        with Session(ctx.engine) as session:
+            rebuild_mirror(session, ctx.store, ctx.mirror)
+
+    while True:
+        await asyncio.sleep(ctx.settings.rollout_eval_interval)
+        try:
+            await run_in_threadpool(ctx.checkins.flush, ctx.engine)  # judge on what devices just said
+            if await run_in_threadpool(evaluate, ctx.engine, promoted):
+                ctx.policy.invalidate()
+        except Exception:
+            log.exception("rollout evaluation failed; retrying in %.1fs", ctx.settings.rollout_eval_interval)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,13 +64,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             rebuild_mirror(session, ctx.store, ctx.mirror)
         app.state.ctx = ctx
         flusher = asyncio.create_task(_flush_loop(ctx))
+        evaluator = asyncio.create_task(_rollout_loop(ctx))
         log.info("otaml %s serving project %r at %s (data in %s)", __version__, settings.project, settings.base_url, settings.data_dir)
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in (flusher, evaluator):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             written = ctx.checkins.flush(engine)  # no answered check-in is lost to a clean stop
             log.info("flushed %d pending check-ins on shutdown", written)
             engine.dispose()
@@ -66,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers=getattr(exc, "headers", None),
         )
 
-    for module in (manifests, binaries, releases, channels, devices, info):
+    for module in (manifests, binaries, releases, channels, devices, rollouts, config, info):
         app.include_router(module.router)
     app.add_middleware(PollFastPath, fastapi_app=app)  # outermost: polls never reach the router
     return app

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     checkin_flush_interval: float = Field(1.0, gt=0, le=60)  # seconds between batched check-in writes
     default_channel: str = DEFAULT_CHANNEL
     max_upload_bytes: int = 16 * 1024 * 1024  # the largest ota slot on a 32 MB flash is below this
+    # The online key that signs desired-configuration documents (never the release key); created on
+    # first start if missing. Empty means DATA_DIR/config-key.pem.
+    config_key_path: Path | None = None
+    rollout_eval_interval: float = Field(2.0, gt=0, le=300)  # seconds between rollout evaluations
+    policy_ttl: float = Field(2.0, gt=0, le=60)  # seconds a process trusts its in-memory fleet policy
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:
@@ -50,6 +55,10 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def config_key_file(self) -> Path:
+        return self.config_key_path or self.data_dir / "config-key.pem"
 
     @property
     def sqlalchemy_url(self) -> str:

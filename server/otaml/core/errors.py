@@ -80,3 +80,9 @@ class AuthError(OtamlError):
 
 class ServerError(OtamlError):
     """The release server refused a request or could not be reached (CLI side)."""
+
+
+class RolloutError(OtamlError):
+    """A rollout cannot do what was asked in its current state (or the release is not staged)."""
+
+    status = 409

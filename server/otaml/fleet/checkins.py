@@ -30,6 +30,8 @@ class Checkin:
     ml_model: str | None = None
     ml_counters: str | None = None  # JSON object, label -> count
     ml_latency_us: int | None = None
+    config_revision: int | None = None
+    reported_config: str | None = None  # JSON object, property -> value
 
 
 class CheckinBuffer:

@@ -16,12 +16,16 @@ H_SECURE_VERSION = "X-Otaml-Secure-Version"
 H_MODEL = "X-Otaml-Model"  # running model, "name/version" (optional)
 H_ML_COUNTERS = "X-Otaml-Ml-Counters"  # predictions per class since boot: "healthy=12,unstable=0"
 H_ML_LATENCY_US = "X-Otaml-Ml-Latency-Us"  # last inference latency
+H_CONFIG_REVISION = "X-Otaml-Config-Revision"  # revision of the config document applied (0: none yet)
+H_CONFIG_APPLIED = "X-Otaml-Config-Applied"  # properties the device runs: "alert_threshold=80,ml_interval_ms=200"
 # Device auth is `Authorization: Bearer <device token>`.
 
 # Response headers.
 H_SIGNATURE = "X-Otaml-Signature"  # base64 DER ECDSA P-256 signature over the body
 H_KEY_ID = "X-Otaml-Key-Id"
 H_POLL_INTERVAL = "X-Otaml-Poll-Interval"  # seconds until the next poll (the device adds jitter)
+H_CONFIG = "X-Otaml-Config"  # base64 desired-config document, sent when the device's revision is older
+H_CONFIG_SIGNATURE = "X-Otaml-Config-Signature"  # base64 DER ECDSA P-256 by the server's online config key
 
 
 class OtaState(StrEnum):

@@ -16,12 +16,14 @@ from datetime import UTC, datetime
 from starlette.concurrency import run_in_threadpool
 
 from otaml.core.errors import AuthError, NotFoundError, OtamlError
+from otaml.fleet import config
 from otaml.fleet import protocol as p
 from otaml.fleet.checkins import Checkin
 from otaml.core.http import etag_matches
 from otaml.fleet.tokens import bearer_token
 from otaml.manifest.format import is_valid_channel
 from otaml.releases.serving import ServedManifest
+from otaml.rollouts.policy import FleetPolicy
 
 _COUNTER_RE = re.compile(r"^[a-z0-9_]{1,15}=[0-9]{1,10}$")
 _CHANNEL_PATH = re.compile(r"^/channels/([^/]{1,64})/firmware\.json$")
@@ -73,6 +75,17 @@ def _counters_header(value: str | None) -> str | None:
     return json.dumps({k: int(v) for k, v in (pair.split("=") for pair in pairs)})
 
 
+def _config_header(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return json.dumps(config.parse_reported(value)) if value else "{}"
+    except ValueError:
+        raise BadCheckinError(
+            f"{p.H_CONFIG_APPLIED}: expected name=value pairs of {', '.join(config.PROPERTIES)}, got {value[:60]!r}"
+        ) from None
+
+
 def checkin_from_headers(h: Mapping[str, str], device_id: str, channel: str) -> Checkin:
     """Reported state from lower-cased request headers. Raises BadCheckinError naming the header."""
     state = h.get("x-otaml-ota-state")
@@ -90,6 +103,8 @@ def checkin_from_headers(h: Mapping[str, str], device_id: str, channel: str) -> 
         ml_model=_text_header(p.H_MODEL, h.get("x-otaml-model"), 48),
         ml_counters=_counters_header(h.get("x-otaml-ml-counters")),
         ml_latency_us=_int_header(p.H_ML_LATENCY_US, h.get("x-otaml-ml-latency-us")),
+        config_revision=_int_header(p.H_CONFIG_REVISION, h.get("x-otaml-config-revision")),
+        reported_config=_config_header(h.get("x-otaml-config-applied")),
     )
 
 
@@ -106,9 +121,24 @@ async def current_manifest(ctx, channel: str) -> ServedManifest:  # type: ignore
     return served
 
 
+async def fleet_policy(ctx) -> FleetPolicy:  # type: ignore[no-untyped-def]
+    return ctx.policy.peek() or await run_in_threadpool(ctx.policy.get)
+
+
+def _config_headers(ctx, policy: FleetPolicy, channel: str, device_id: str, reported: str | None) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The signed desired-config document, only for a device that says it applied an older one."""
+    revision = policy.revision[1]
+    if reported is None or revision == 0 or not reported.isdigit() or int(reported) >= revision:
+        return {}
+    doc, sig = ctx.config_docs.get(device_id, revision, lambda: policy.desired_config(channel, device_id))
+    return {p.H_CONFIG: doc, p.H_CONFIG_SIGNATURE: sig}
+
+
 async def answer_poll(ctx, channel: str, h: Mapping[str, str]) -> PollAnswer:  # type: ignore[no-untyped-def]
-    """Authenticate, record the check-in, answer with the channel's signed manifest (or 304)."""
+    """Authenticate, record the check-in, answer with the manifest this device is offered (or 304):
+    a pinned or held version, a rollout's release, or the channel's baseline."""
     interval = {p.H_POLL_INTERVAL: str(ctx.settings.poll_interval)}
+    extra: dict[str, str] = {}
     try:
         device_id = h.get("x-otaml-device-id")
         if device_id is None:
@@ -121,12 +151,22 @@ async def answer_poll(ctx, channel: str, h: Mapping[str, str]) -> PollAnswer:  #
             if not await ctx.tokens.verify(device_id, bearer_token(h.get("authorization"))):
                 raise AuthError(f"unknown device {device_id[:64]!r} or wrong device token")
             ctx.checkins.record(checkin_from_headers(h, device_id, channel))
-        served = await current_manifest(ctx, channel)
+        served = None
+        if device_id is not None:
+            policy = await fleet_policy(ctx)
+            choice = policy.choose(channel, device_id, h.get("x-otaml-version"))
+            extra = _config_headers(ctx, policy, channel, device_id, h.get("x-otaml-config-revision"))
+            if choice.manifest is None and choice.because != "baseline":
+                raise NotFoundError(f"device is {choice.because} at {choice.version}, which has no manifest on {channel!r}")
+            served = choice.manifest
+        if served is None:
+            served = await current_manifest(ctx, channel)
     except OtamlError as e:
         body = json.dumps({"detail": str(e), "error": type(e).__name__}).encode()
-        return PollAnswer(e.status, interval, body)
+        return PollAnswer(e.status, {**interval, **extra}, body)
     headers = {
         **interval,
+        **extra,
         "etag": served.etag,
         "cache-control": "no-cache",
         p.H_SIGNATURE: served.signature,

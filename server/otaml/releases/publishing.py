@@ -25,6 +25,7 @@ from otaml.core.errors import (
     ReleaseExistsError,
     UnknownKeyError,
 )
+from otaml.fleet.revision import bump_policy
 from otaml.image.app_image import load_app_image
 from otaml.manifest import signing
 from otaml.manifest.format import Manifest as ManifestDoc
@@ -44,14 +45,34 @@ def _ts(epoch: int) -> datetime:
 
 
 def current_manifest(session: Session, channel: str) -> Manifest | None:
+    """The channel's baseline: the newest manifest of its newest release that is not staged. Ordered by
+    release first, because a refresh of an older baseline signed during a rollout carries a higher
+    manifest_version than the release that rollout then promotes."""
     return session.exec(
-        select(Manifest).where(Manifest.channel == channel).order_by(Manifest.manifest_version.desc()).limit(1)  # type: ignore[union-attr]
+        select(Manifest)
+        .join(Release, Release.id == Manifest.release_id)  # type: ignore[arg-type]
+        .where(Manifest.channel == channel, Release.staged == False)  # noqa: E712
+        .order_by(Release.id.desc(), Manifest.manifest_version.desc())  # type: ignore[union-attr]
+        .limit(1)
     ).first()
 
 
 def current_release(session: Session, channel: str) -> Release | None:
     m = current_manifest(session, channel)
     return session.get(Release, m.release_id) if m else None
+
+
+def newest_manifest(session: Session, release: Release) -> Manifest | None:
+    return session.exec(
+        select(Manifest).where(Manifest.release_id == release.id).order_by(Manifest.manifest_version.desc()).limit(1)  # type: ignore[union-attr]
+    ).first()
+
+
+def latest_release(session: Session, channel: str) -> Release | None:
+    """The newest release on the channel, staged or not: the one a new version must succeed."""
+    return session.exec(
+        select(Release).where(Release.channel == channel).order_by(Release.id.desc()).limit(1)  # type: ignore[union-attr]
+    ).first()
 
 
 def next_manifest_version(session: Session) -> int:
@@ -104,8 +125,10 @@ def publish(
     public_pem: str | None,
     staged: StagedBlob,
     legacy_clients: bool = True,
+    hold_back: bool = False,
 ) -> tuple[Release, Manifest]:
     """Verify and store one release. The staged blob is consumed (moved into place or deleted).
+    With ``hold_back`` the release is staged: stored and signed, but offered only by a rollout.
 
     Raises:
         UnknownKeyError: the manifest's key is not registered.
@@ -158,7 +181,7 @@ def publish(
                     f"version {version} is already published on channel {channel!r}; "
                     f"use `release refresh` to re-sign its manifest"
                 )
-        current = current_release(session, channel)
+        current = latest_release(session, channel)
         if current is not None:
             check_successor(version, Version.parse(current.version), legacy_clients=legacy_clients)
             if doc.secure_version < current.secure_version:
@@ -177,11 +200,14 @@ def publish(
             chip=doc.chip,
             secure_version=doc.secure_version,
             idf_ver=image.desc.idf_ver,
+            staged=hold_back,
         )
         session.add(release)
         session.flush()
         manifest = _manifest_row(doc, release, manifest_bytes, signature)
         session.add(manifest)
+        if hold_back:
+            bump_policy(session)
         session.flush()  # surfaces a concurrent manifest_version before the blob moves
     except IntegrityError:
         # Another process published (or registered the first key) between our reads and writes.
@@ -207,7 +233,8 @@ def publish(
         raise
     session.refresh(release)
     session.refresh(manifest)
-    _mirror(mirror, store, release, manifest)
+    if not release.staged:
+        _mirror(mirror, store, release, manifest)
     log.info("published %s on %s as manifest_version %d", release.version, channel, manifest.manifest_version)
     return release, manifest
 
@@ -228,6 +255,12 @@ def refresh(
         release = current_release(session, channel)
         if release is None:
             raise NotFoundError(f"no release published on channel {channel!r}; nothing to refresh")
+        if doc.semver != release.version:
+            # A staged release under rollout needs fresh manifests too, or it expires mid-rollout.
+            other = session.exec(
+                select(Release).where(Release.channel == channel, Release.version == doc.semver, Release.staged == True)  # noqa: E712
+            ).first()
+            release = other or release
         expected_url = binary_url(settings.base_url, release.sha256, release.filename)
         mismatches = [
             name for name, want, got in [
@@ -238,11 +271,13 @@ def refresh(
         ]
         if mismatches:
             raise ManifestError(
-                f"a refreshed manifest must describe the current release {release.version} exactly; "
+                f"a refreshed manifest must describe the current release {release.version} (or a staged one) exactly; "
                 f"these fields differ: {', '.join(mismatches)}"
             )
         manifest = _manifest_row(doc, release, manifest_bytes, signature)
         session.add(manifest)
+        if release.staged:
+            bump_policy(session)
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -251,7 +286,8 @@ def refresh(
         session.rollback()
         raise
     session.refresh(manifest)
-    _mirror(mirror, store, release, manifest)
+    if not release.staged:
+        _mirror(mirror, store, release, manifest)
     return release, manifest
 
 

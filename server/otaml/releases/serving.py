@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from otaml.models import Manifest
 from otaml.releases.publishing import current_manifest
 
 
@@ -23,6 +24,11 @@ class ServedManifest:
     key_id: str
     etag: str
     manifest_version: int
+
+
+def served(m: Manifest) -> ServedManifest:
+    etag = '"' + hashlib.sha256(m.body).hexdigest()[:32] + '"'
+    return ServedManifest(m.body, m.signature, m.key_id, etag, m.manifest_version)
 
 
 class ManifestCache:
@@ -41,13 +47,10 @@ class ManifestCache:
             return hit[1]
         with Session(self._engine) as session:
             m = current_manifest(session, channel)
-            served = None
-            if m is not None:
-                etag = '"' + hashlib.sha256(m.body).hexdigest()[:32] + '"'
-                served = ServedManifest(m.body, m.signature, m.key_id, etag, m.manifest_version)
+            entry = served(m) if m is not None else None
         with self._lock:
-            self._entries[channel] = (now, served)
-        return served
+            self._entries[channel] = (now, entry)
+        return entry
 
     def peek(self, channel: str) -> ServedManifest | None | bool:
         """The cached entry if fresh, else False (caller must ``get`` off the event loop)."""

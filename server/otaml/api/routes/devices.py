@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import func, select
+from sqlmodel import Session, select
 
 from otaml.api.deps import AdminDep, ContextDep, DeviceDep, SessionDep
 from otaml.core.errors import ConflictError, NotFoundError
+from otaml.fleet.protocol import EventKind
+from otaml.fleet.revision import bump_config, bump_policy
+from otaml.fleet.search import DeviceFilter, search
 from otaml.fleet.tokens import hash_token, new_token
+from otaml.fleet.twins import Drift, device_state
+from otaml.manifest.versions import Version
+from otaml.releases.polling import fleet_policy
+from otaml.rollouts import rings
 from otaml.models import (
     Device,
     DeviceCreate,
@@ -19,6 +29,8 @@ from otaml.models import (
     DeviceEventsPublic,
     DevicePublic,
     DevicesPublic,
+    DeviceState,
+    DeviceUpdate,
 )
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
@@ -27,7 +39,7 @@ router = APIRouter(prefix="/api/devices", tags=["devices"])
 @router.post("", status_code=201, summary="Enroll a device; its token is shown only in this response")
 def enroll_device(device_in: DeviceCreate, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DeviceEnrolled:
     token = new_token()
-    device = Device(device_id=device_in.device_id, token_hash=hash_token(token))
+    device = Device(device_id=device_in.device_id, token_hash=hash_token(token), bucket=rings.bucket(device_in.device_id))
     session.add(device)
     try:
         session.commit()
@@ -39,26 +51,31 @@ def enroll_device(device_in: DeviceCreate, session: SessionDep, ctx: ContextDep,
     return DeviceEnrolled(**DevicePublic.model_validate(device).model_dump(), token=token)
 
 
-@router.get("", summary="Devices with their reported state")
-def list_devices(
-    session: SessionDep,
+@router.get("", summary="Devices with their reported state; filters combine")
+async def list_devices(
     ctx: ContextDep,
     _: AdminDep,
+    q: str | None = Query(None, description="device id prefix"),
     version: str | None = None,
     channel: str | None = None,
+    tag: str | None = None,
+    state: str | None = Query(None, description="latest update event, e.g. rolled_back"),
+    seen_within: int | None = Query(None, ge=0, description="seconds"),
+    not_seen_within: int | None = Query(None, ge=0, description="seconds"),
+    drift: Drift | None = Query(None, description="reported state differs from desired: any, firmware, config"),
     skip: int = Query(0, ge=0),
     limit: int = Query(100, ge=1, le=1000),
 ) -> DevicesPublic:
-    ctx.checkins.flush(ctx.engine)  # show what devices said a moment ago, not at the last batch
-    query = select(Device)
-    count_query = select(func.count()).select_from(Device)
-    if version is not None:
-        query, count_query = query.where(Device.version == version), count_query.where(Device.version == version)
-    if channel is not None:
-        query, count_query = query.where(Device.channel == channel), count_query.where(Device.channel == channel)
-    count = session.exec(count_query).one()
-    devices = session.exec(query.order_by(Device.device_id).offset(skip).limit(limit)).all()
-    return DevicesPublic(data=[DevicePublic.model_validate(d) for d in devices], count=count)
+    policy = await fleet_policy(ctx)
+    f = DeviceFilter(q, version, channel, tag, state, seen_within, not_seen_within, drift)
+
+    def _search() -> DevicesPublic:
+        ctx.checkins.flush(ctx.engine)  # show what devices said a moment ago, not at the last batch
+        with Session(ctx.engine) as session:
+            devices, count = search(session, policy, f, skip, limit)
+            return DevicesPublic(data=[DevicePublic.model_validate(d) for d in devices], count=count)
+
+    return await run_in_threadpool(_search)
 
 
 @router.get("/{device_id}", summary="One device's reported state")
@@ -68,6 +85,46 @@ def get_device(device_id: str, session: SessionDep, ctx: ContextDep, _: AdminDep
     if device is None:
         raise NotFoundError("Device not found")
     return DevicePublic.model_validate(device)
+
+
+def _device(session: Session, device_id: str) -> Device:
+    device = session.exec(select(Device).where(Device.device_id == device_id)).first()
+    if device is None:
+        raise NotFoundError(f"no device {device_id[:64]!r}")
+    return device
+
+
+@router.patch("/{device_id}", summary="Set a device's tags, pin or hold")
+def update_device(device_id: str, update: DeviceUpdate, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DevicePublic:
+    device = _device(session, device_id)
+    if update.pin_version:
+        Version.parse(update.pin_version)  # a typo would pin to nothing
+    changes = update.model_dump(exclude_unset=True)
+    if "tags" in changes:
+        device.tags = json.dumps(changes["tags"])
+        bump_config(session)  # tag layers may now apply differently
+    if "pin_version" in changes:
+        device.pin_version = changes["pin_version"] or None
+    if "hold" in changes:
+        device.hold = bool(changes["hold"])
+    session.add(device)
+    bump_policy(session)
+    session.commit()
+    session.refresh(device)
+    ctx.policy.invalidate()
+    return DevicePublic.model_validate(device)
+
+
+@router.get("/{device_id}/state", summary="Desired next to reported state (firmware and configuration)")
+async def device_twin(device_id: str, ctx: ContextDep, _: AdminDep) -> DeviceState:
+    policy = await fleet_policy(ctx)
+
+    def _state() -> DeviceState:
+        ctx.checkins.flush(ctx.engine)
+        with Session(ctx.engine) as session:
+            return device_state(session, policy, _device(session, device_id))
+
+    return await run_in_threadpool(_state)
 
 
 @router.get("/{device_id}/events", summary="A device's update history, newest first")
@@ -84,12 +141,19 @@ def list_device_events(
 
 
 @router.post("/{device_id}/events", status_code=201, summary="Report an update event (device token)")
-def post_device_event(event_in: DeviceEventCreate, device_id: DeviceDep, session: SessionDep) -> DeviceEventPublic:
+def post_device_event(
+    event_in: DeviceEventCreate, device_id: DeviceDep, session: SessionDep, ctx: ContextDep
+) -> DeviceEventPublic:
     event = DeviceEvent.model_validate(event_in, update={"device_id": device_id})
     session.add(event)
     device = session.exec(select(Device).where(Device.device_id == device_id)).one()
     device.last_event, device.last_reason = event.kind, event.reason
     session.add(device)
+    rolled_back = event.kind == EventKind.ROLLED_BACK
+    if rolled_back:
+        bump_policy(session)  # every process stops offering this version to this device
     session.commit()
+    if rolled_back:
+        ctx.policy.invalidate()
     session.refresh(event)
     return DeviceEventPublic.model_validate(event, from_attributes=True)

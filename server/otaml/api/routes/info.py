@@ -23,6 +23,8 @@ def server_info(session: SessionDep, ctx: ContextDep, _: AdminDep) -> ServerInfo
         next_manifest_version=next_manifest_version(session),
         signing_keys=list(session.exec(select(SigningKey.key_id)).all()),
         channels=list_channel_states(session, s.base_url),
+        config_key_id=ctx.config_docs.signer.key_id,
+        config_public_key=ctx.config_docs.signer.public_pem,
     )
 
 

@@ -56,6 +56,7 @@ async def publish_release(
     channel: Annotated[str, Query(pattern=CHANNEL_RE)],
     filename: str,
     legacy_clients: bool = True,
+    staged: bool = False,
     x_otaml_manifest: Annotated[str | None, Header()] = None,
     x_otaml_signature: Annotated[str | None, Header()] = None,
     x_otaml_public_key: Annotated[str | None, Header()] = None,
@@ -71,15 +72,15 @@ async def publish_release(
     except BaseException:  # includes the client going away mid-upload
         staging.abort()
         raise
-    staged = staging.finish()
+    blob = staging.finish()
 
     def _publish() -> ReleasePublic:
         with Session(ctx.engine) as session:
             release, _manifest = publishing.publish(
                 session=session, settings=ctx.settings, store=ctx.store, mirror=ctx.mirror,
                 channel=channel, filename=filename, manifest_bytes=manifest_bytes,
-                signature=x_otaml_signature, public_pem=public_pem, staged=staged,
-                legacy_clients=legacy_clients,
+                signature=x_otaml_signature, public_pem=public_pem, staged=blob,
+                legacy_clients=legacy_clients, hold_back=staged,
             )
             return release_public(session, ctx.settings.base_url, release)
 
@@ -87,6 +88,7 @@ async def publish_release(
         return await run_in_threadpool(_publish)
     finally:
         ctx.manifests.invalidate(channel)
+        ctx.policy.invalidate()
 
 
 @router.get("", summary="List releases, newest first")

@@ -1,0 +1,54 @@
+"""Desired configuration layers (admin): properties per channel, tag or device."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from sqlmodel import select
+
+from otaml.api.deps import AdminDep, ContextDep, SessionDep
+from otaml.core.errors import NotFoundError
+from otaml.fleet import config
+from otaml.fleet.revision import bump_config
+from otaml.models import ConfigLayer, ConfigLayerPublic, ConfigScope
+
+router = APIRouter(prefix="/api/config", tags=["config"])
+
+
+@router.get("", summary="Every configuration layer, and the properties a layer may set")
+def list_layers(session: SessionDep, _: AdminDep) -> dict[str, object]:
+    layers = session.exec(select(ConfigLayer).order_by(ConfigLayer.scope, ConfigLayer.name)).all()
+    return {
+        "properties": {p.name: {"min": p.low, "max": p.high, "help": p.help} for p in config.PROPERTIES.values()},
+        "layers": [ConfigLayerPublic.model_validate(x, from_attributes=True) for x in layers],
+    }
+
+
+@router.put("/{scope}/{name}", summary="Set a layer's properties (replaces the layer)")
+def set_layer(
+    scope: ConfigScope, name: str, properties: dict[str, int], session: SessionDep, ctx: ContextDep, _: AdminDep
+) -> ConfigLayerPublic:
+    props = config.validate(properties)
+    layer = session.exec(select(ConfigLayer).where(ConfigLayer.scope == scope, ConfigLayer.name == name)).first()
+    if layer is None:
+        layer = ConfigLayer(scope=scope, name=name, properties=props)
+    else:
+        layer.properties, layer.updated_at = props, datetime.now(UTC)
+    session.add(layer)
+    bump_config(session)
+    session.commit()
+    session.refresh(layer)
+    ctx.policy.invalidate()
+    return ConfigLayerPublic.model_validate(layer, from_attributes=True)
+
+
+@router.delete("/{scope}/{name}", status_code=204, summary="Remove a layer")
+def delete_layer(scope: ConfigScope, name: str, session: SessionDep, ctx: ContextDep, _: AdminDep) -> None:
+    layer = session.exec(select(ConfigLayer).where(ConfigLayer.scope == scope, ConfigLayer.name == name)).first()
+    if layer is None:
+        raise NotFoundError(f"no {scope} config layer {name!r}")
+    session.delete(layer)
+    bump_config(session)
+    session.commit()
+    ctx.policy.invalidate()

@@ -1,0 +1,51 @@
+"""Rollouts: start one for a staged release, watch it, pause, resume or abort it (admin)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from sqlmodel import select
+
+from otaml.api.deps import AdminDep, ContextDep, SessionDep
+from otaml.models import Rollout, RolloutCreate, RolloutPublic, RolloutsPublic
+from otaml.rollouts import service
+
+router = APIRouter(prefix="/api/rollouts", tags=["rollouts"])
+
+
+@router.post("", status_code=201, summary="Start offering a staged release through rings")
+def start_rollout(spec: RolloutCreate, session: SessionDep, ctx: ContextDep, _: AdminDep) -> RolloutPublic:
+    rollout = service.start(session, spec)
+    ctx.policy.invalidate()
+    return service.public(session, rollout)
+
+
+@router.get("", summary="Rollouts, newest first, with per-ring progress")
+def list_rollouts(
+    session: SessionDep, ctx: ContextDep, _: AdminDep, channel: str | None = None, active: bool = False
+) -> RolloutsPublic:
+    ctx.checkins.flush(ctx.engine)
+    query = select(Rollout).order_by(Rollout.id.desc())  # type: ignore[union-attr]
+    if channel is not None:
+        query = query.where(Rollout.channel == channel)
+    rows = session.exec(query).all()
+    if active:
+        rows = [r for r in rows if r.state in ("running", "paused", "halted")]
+    data = [service.public(session, r) for r in rows]
+    return RolloutsPublic(data=data, count=len(data))
+
+
+@router.get("/{rollout_id}", summary="One rollout with per-ring progress")
+def get_rollout(rollout_id: int, session: SessionDep, ctx: ContextDep, _: AdminDep) -> RolloutPublic:
+    ctx.checkins.flush(ctx.engine)
+    return service.public(session, service.get(session, rollout_id))
+
+
+@router.post("/{rollout_id}/{action}", summary="pause, resume or abort")
+def act_on_rollout(
+    rollout_id: int, action: Literal["pause", "resume", "abort"], session: SessionDep, ctx: ContextDep, _: AdminDep
+) -> RolloutPublic:
+    rollout = service.act(session, rollout_id, action)
+    ctx.policy.invalidate()
+    return service.public(session, rollout)

@@ -1,0 +1,125 @@
+"""Desired configuration: properties the operator sets per channel, tag or device, delivered with the
+poll as a small document signed by the server's online key.
+
+The release key never reaches the server, so these documents cannot ride in the offline-signed
+manifest. A second key, held by the server and pinned by the firmware beside the release key (the
+split Uptane makes between its director and image repositories), signs them. What it can change is
+limited to the properties below, each with a range the firmware enforces again: a stolen server key
+can retune a device, never install firmware.
+
+Document (JSON, at most 512 bytes):  {"device_id": "...", "revision": N, "properties": {"k": v, ...}}
+A device applies a document only if it names the device and its revision is higher than the last one
+applied, then reports the revision and the properties it runs in its next check-in.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from otaml.core.errors import OtamlError
+from otaml.manifest import signing
+
+
+class ConfigValueError(OtamlError):
+    status = 422
+
+
+@dataclass(frozen=True)
+class Property:
+    name: str
+    low: int
+    high: int
+    help: str
+
+
+# Mirrored in firmware/core/include/otaml_config.h (a test keeps them in step).
+PROPERTIES = {
+    p.name: p
+    for p in [
+        Property("ml_interval_ms", 10, 3_600_000, "milliseconds between inferences of the ML task"),
+        Property("alert_threshold", 0, 100, "percent confidence of a non-healthy class that raises an alert"),
+    ]
+}
+MAX_DOCUMENT_BYTES = 512
+
+
+def validate(properties: Mapping[str, object]) -> dict[str, int]:
+    """Raises ConfigValueError naming the property, the range and what arrived."""
+    out = {}
+    for name, value in properties.items():
+        prop = PROPERTIES.get(name)
+        if prop is None:
+            raise ConfigValueError(f"expected one of the properties {', '.join(PROPERTIES)}, got {name!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not prop.low <= value <= prop.high:
+            raise ConfigValueError(f"{name}: expected an integer from {prop.low} to {prop.high}, got {value!r}")
+        out[name] = value
+    return dict(sorted(out.items()))
+
+
+def merge(layers: Iterable[Mapping[str, int] | None]) -> dict[str, int]:
+    """Later layers win: channel, then each of the device's tags (sorted), then the device."""
+    out: dict[str, int] = {}
+    for layer in layers:
+        if layer:
+            out.update(layer)
+    return dict(sorted(out.items()))
+
+
+def document(device_id: str, revision: int, properties: Mapping[str, int]) -> bytes:
+    body = json.dumps(
+        {"device_id": device_id, "revision": revision, "properties": dict(sorted(properties.items()))},
+        separators=(",", ":"),
+    ).encode()
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise ConfigValueError(f"expected a config document of at most {MAX_DOCUMENT_BYTES} bytes, got {len(body)}")
+    return body
+
+
+def parse_reported(value: str) -> dict[str, int]:
+    """'alert_threshold=80,ml_interval_ms=200' from a check-in. Raises ValueError."""
+    out = {}
+    for pair in value.split(","):
+        name, _, number = pair.partition("=")
+        if name not in PROPERTIES or not number.isdigit() or len(number) > 10:
+            raise ValueError(pair[:40])
+        out[name] = int(number)
+    return dict(sorted(out.items()))
+
+
+class ConfigSigner:
+    """The server's online key. Created on first start if missing (mode 0600, public half beside it);
+    firmware pins the public half as its config key (`release config-key` prints it)."""
+
+    def __init__(self, path: Path):
+        if not path.exists():
+            signing.write_keypair(signing.generate_key(), path)
+        self._key = signing.load_private_key(path)
+        self.public_pem = signing.public_pem(self._key.public_key)
+        self.key_id = self._key.key_id
+
+    def sign(self, body: bytes) -> tuple[str, str]:
+        """(base64 document, base64 DER signature) for the response headers."""
+        return base64.b64encode(body).decode(), self._key.sign(body)
+
+
+class SignedConfigCache:
+    """Signed documents by (device, revision): a device that has not acknowledged its document yet
+    gets the same bytes on every poll without another signature. Bounded; cleared when full."""
+
+    def __init__(self, signer: ConfigSigner, limit: int = 50_000):
+        self.signer = signer
+        self._limit = limit
+        self._docs: dict[tuple[str, int], tuple[str, str]] = {}
+
+    def get(self, device_id: str, revision: int, properties: Callable[[], Mapping[str, int]]) -> tuple[str, str]:
+        hit = self._docs.get((device_id, revision))
+        if hit is None:
+            if len(self._docs) >= self._limit:
+                self._docs.clear()
+            hit = self.signer.sign(document(device_id, revision, properties()))
+            self._docs[(device_id, revision)] = hit
+        return hit

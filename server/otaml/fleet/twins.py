@@ -1,0 +1,109 @@
+"""Desired next to reported state, per device and as a fleet-wide filter.
+
+Desired firmware is what the poll path would offer (FleetPolicy.choose); desired configuration is the
+merge of the device's config layers at the current config revision. Reported state is the latest
+check-in. The same rules are written once in Python (for one device) and once as SQL (to filter 100k
+devices in one query); a test compares the two.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+
+from sqlalchemy import and_, case, false, or_
+from sqlmodel import Session, select
+
+from otaml.fleet.protocol import EventKind
+from otaml.models import Device, DeviceEvent, DeviceState
+from otaml.releases.publishing import current_release
+from otaml.rollouts.policy import FleetPolicy
+
+
+class Drift(StrEnum):
+    ANY = "any"
+    FIRMWARE = "firmware"
+    CONFIG = "config"
+
+
+def baselines(session: Session, channels: set[str]) -> dict[str, str]:
+    out = {}
+    for channel in channels:
+        release = current_release(session, channel)
+        if release is not None:
+            out[channel] = release.version
+    return out
+
+
+def device_state(session: Session, policy: FleetPolicy, device: Device) -> DeviceState:
+    choice = policy.choose(device.channel or "", device.device_id, device.version) if device.channel else None
+    if choice is None:
+        desired, because = None, "unknown channel (never polled)"
+    elif choice.because == "baseline":
+        desired, because = baselines(session, {device.channel or ""}).get(device.channel or ""), "baseline"
+    else:
+        desired, because = choice.version, choice.because
+    desired_config = policy.desired_config(device.channel, device.device_id)
+    revision = policy.revision[1]
+    reported = json.loads(device.reported_config) if device.reported_config else None
+    return DeviceState(
+        device_id=device.device_id,
+        desired_version=desired,
+        desired_because=because,
+        reported_version=device.version,
+        desired_config=desired_config,
+        desired_config_revision=revision,
+        reported_config=reported,
+        reported_config_revision=device.config_revision,
+        firmware_differs=desired is not None and device.version != desired,
+        config_differs=revision > 0 and (device.config_revision or 0) < revision,
+    )
+
+
+def _desired_version_sql(policy: FleetPolicy, channel: str, baseline: str | None):  # type: ignore[no-untyped-def]
+    whens = [
+        (Device.pin_version.is_not(None), Device.pin_version),  # type: ignore[union-attr]
+        (Device.hold == True, Device.version),  # noqa: E712
+    ]
+    staged = [v for (c, v) in policy.staged if c == channel]
+    if staged:
+        whens.append((Device.version.in_(staged), Device.version))  # type: ignore[union-attr]
+    rollout = policy.rollouts.get(channel)
+    if rollout is not None and rollout.state == "running":
+        conds = [Device.bucket < rollout.bound]
+        conds += [Device.tags.contains(f'"{t}"') for t in rollout.tags]  # type: ignore[attr-defined]
+        if rollout.devices:
+            conds.append(Device.device_id.in_(rollout.devices))  # type: ignore[attr-defined]
+        failed = select(DeviceEvent.device_id).where(
+            DeviceEvent.version == rollout.version, DeviceEvent.kind == EventKind.ROLLED_BACK
+        )
+        conds.append(Device.device_id.not_in(failed))  # type: ignore[attr-defined]
+        whens.append((and_(*conds), rollout.version))
+    return case(*whens, else_=baseline)
+
+
+def firmware_differs_sql(session: Session, policy: FleetPolicy):  # type: ignore[no-untyped-def]
+    channels = set(session.exec(select(Device.channel).where(Device.channel.is_not(None)).distinct()).all())  # type: ignore[union-attr]
+    base = baselines(session, channels)  # type: ignore[arg-type]
+    per_channel = []
+    for channel in channels:
+        desired = _desired_version_sql(policy, channel, base.get(channel))  # type: ignore[arg-type]
+        per_channel.append(and_(Device.channel == channel, desired.is_not(None), Device.version.is_distinct_from(desired)))  # type: ignore[union-attr]
+    return or_(*per_channel) if per_channel else false()
+
+
+def config_differs_sql(policy: FleetPolicy):  # type: ignore[no-untyped-def]
+    revision = policy.revision[1]
+    if revision == 0:
+        return false()
+    return or_(Device.config_revision.is_(None), Device.config_revision < revision)  # type: ignore[union-attr, operator]
+
+
+def drift_condition(session: Session, policy: FleetPolicy, drift: Drift):  # type: ignore[no-untyped-def]
+    if drift == Drift.FIRMWARE:
+        return firmware_differs_sql(session, policy)
+    if drift == Drift.CONFIG:
+        return config_differs_sql(policy)
+    return or_(firmware_differs_sql(session, policy), config_differs_sql(policy))
+
+

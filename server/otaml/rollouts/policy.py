@@ -1,0 +1,162 @@
+"""The fleet policy each server process keeps in memory for the poll path: which signed manifest a
+device is offered (pin, hold, rollout or baseline) and which configuration it should run.
+
+A snapshot is rebuilt from the database when the fleet revision moved (checked at most every
+``ttl`` seconds, one indexed read), so polls never query per device and all processes converge
+within the TTL after any change.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from otaml.fleet import config as cfg
+from otaml.fleet import revision
+from otaml.fleet.protocol import EventKind
+from otaml.models import ConfigLayer, ConfigScope, Device, DeviceEvent, Manifest, Release, Rollout, RolloutState
+from otaml.models import ACTIVE_ROLLOUT_STATES
+from otaml.releases.serving import ServedManifest, served
+from otaml.rollouts import rings
+
+
+@dataclass(frozen=True)
+class ActiveRollout:
+    id: int
+    version: str
+    state: str
+    stage: int
+    bound: int  # devices with a lower bucket are in the offered rings
+    tags: frozenset[str]
+    devices: frozenset[str]
+    failed: frozenset[str]  # rolled back this version once: never offered it again
+    manifest: ServedManifest
+
+    def offers(self, device_id: str, device_tags: frozenset[str]) -> bool:
+        return (
+            self.state == RolloutState.RUNNING
+            and rings.bucket(device_id) < self.bound
+            and device_id not in self.failed
+            and rings.matches(device_id, device_tags, self.tags, self.devices)
+        )
+
+
+@dataclass(frozen=True)
+class Choice:
+    manifest: ServedManifest | None  # None: the channel's baseline (or nothing, for a hold)
+    because: str  # pin | hold | staged | rollout | baseline
+    version: str | None = None  # the version chosen, when not the baseline
+
+
+@dataclass
+class FleetPolicy:
+    revision: tuple[int, int] = (0, 0)
+    rollouts: dict[str, ActiveRollout] = field(default_factory=dict)  # by channel
+    staged: dict[tuple[str, str], ServedManifest] = field(default_factory=dict)  # (channel, version)
+    releases: dict[tuple[str, str], ServedManifest] = field(default_factory=dict)  # newest manifest per release
+    pins: dict[str, str] = field(default_factory=dict)
+    holds: frozenset[str] = frozenset()
+    tags: dict[str, frozenset[str]] = field(default_factory=dict)
+    layers: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # (scope, name)
+
+    def device_tags(self, device_id: str) -> frozenset[str]:
+        return self.tags.get(device_id, frozenset())
+
+    def choose(self, channel: str, device_id: str, running: str | None) -> Choice:
+        """Which manifest this device is offered. Order: pin, hold, the staged version it already runs
+        (so a device that took a rollout's release keeps seeing that manifest, not an older baseline it
+        would refuse as replayed), the rollout, the baseline."""
+        pin = self.pins.get(device_id)
+        if pin is not None:
+            return Choice(self.releases.get((channel, pin)), "pin", pin)
+        if device_id in self.holds:
+            return Choice(self.releases.get((channel, running or "")), "hold", running)
+        if running is not None:
+            keep = self.staged.get((channel, running))
+            if keep is not None:
+                return Choice(keep, "staged", running)
+        rollout = self.rollouts.get(channel)
+        if rollout is not None and rollout.offers(device_id, self.device_tags(device_id)):
+            return Choice(rollout.manifest, "rollout", rollout.version)
+        return Choice(None, "baseline")
+
+    def desired_config(self, channel: str | None, device_id: str) -> dict[str, int]:
+        tag_layers = [self.layers.get((ConfigScope.TAG, t)) for t in sorted(self.device_tags(device_id))]
+        return cfg.merge(
+            [self.layers.get((ConfigScope.CHANNEL, channel or "")), *tag_layers, self.layers.get((ConfigScope.DEVICE, device_id))]
+        )
+
+
+def load(session: Session) -> FleetPolicy:
+    policy = FleetPolicy(revision=revision.current(session))
+    newest: dict[int, Manifest] = {}
+    for m in session.exec(select(Manifest).order_by(Manifest.manifest_version)).all():  # type: ignore[arg-type]
+        newest[m.release_id] = m
+    releases = {r.id: r for r in session.exec(select(Release)).all()}
+    for release_id, m in newest.items():
+        release = releases[release_id]
+        s = served(m)
+        policy.releases[(release.channel, release.version)] = s
+        if release.staged:
+            policy.staged[(release.channel, release.version)] = s
+    for ro in session.exec(select(Rollout).where(Rollout.state.in_(ACTIVE_ROLLOUT_STATES))).all():  # type: ignore[attr-defined]
+        manifest = policy.staged.get((ro.channel, ro.version))
+        if manifest is None:
+            continue
+        failed = session.exec(
+            select(DeviceEvent.device_id)
+            .where(DeviceEvent.version == ro.version, DeviceEvent.kind == EventKind.ROLLED_BACK)
+            .distinct()
+        ).all()
+        policy.rollouts[ro.channel] = ActiveRollout(
+            id=ro.id, version=ro.version, state=ro.state, stage=ro.stage, bound=rings.bound(ro.rings, ro.stage),  # type: ignore[arg-type]
+            tags=frozenset(ro.tags), devices=frozenset(ro.devices), failed=frozenset(failed), manifest=manifest,
+        )
+    for device_id, pin, hold, tags in session.exec(
+        select(Device.device_id, Device.pin_version, Device.hold, Device.tags).where(  # type: ignore[call-overload]
+            (Device.pin_version.is_not(None)) | (Device.hold == True) | (Device.tags != "[]")  # type: ignore[union-attr]  # noqa: E712
+        )
+    ).all():
+        if pin:
+            policy.pins[device_id] = pin
+        if tags != "[]":
+            policy.tags[device_id] = frozenset(json.loads(tags))
+    policy.holds = frozenset(
+        session.exec(select(Device.device_id).where(Device.hold == True)).all()  # noqa: E712
+    )
+    for layer in session.exec(select(ConfigLayer)).all():
+        policy.layers[(layer.scope, layer.name)] = dict(layer.properties)
+    return policy
+
+
+class PolicyCache:
+    """The current FleetPolicy for this process. ``peek`` is for the event loop (no I/O); ``get``
+    may read the database and belongs in a worker thread."""
+
+    def __init__(self, engine: Engine, ttl: float = 2.0):
+        self._engine = engine
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._policy = FleetPolicy(revision=(-1, -1))
+        self._checked = -1e9
+
+    def peek(self) -> FleetPolicy | None:
+        return self._policy if time.monotonic() - self._checked < self._ttl else None
+
+    def get(self) -> FleetPolicy:
+        with self._lock:
+            if time.monotonic() - self._checked < self._ttl:
+                return self._policy
+            with Session(self._engine) as session:
+                if revision.current(session) != self._policy.revision:
+                    self._policy = load(session)
+            self._checked = time.monotonic()
+            return self._policy
+
+    def invalidate(self) -> None:
+        self._checked = -1e9
