@@ -307,7 +307,7 @@ class RolloutBase(SQLModel):
     max_failures: int | None = Field(default=None, ge=0)  # halt when failures exceed this count...
     max_failure_pct: float | None = Field(default=20.0, ge=0, le=100)  # ...or this share of reports
     min_reports: int = Field(default=3, ge=1)  # outcomes needed before the failure threshold applies
-    silence_timeout: int = Field(default=900, ge=10)  # s after taking the update without a word: failed
+    silence_timeout: int = Field(default=900, ge=1)  # s after taking the update without a word: failed
     soak_seconds: int = Field(default=0, ge=0)  # minimum time in a ring before advancing
 
 

@@ -46,6 +46,8 @@ class ServerProcess:
             OTAML_PORT=str(self.port),
             OTAML_ADMIN_TOKEN=self.admin_token,
             OTAML_CHECKIN_FLUSH_INTERVAL="0.2",
+            OTAML_ROLLOUT_EVAL_INTERVAL="0.3",
+            OTAML_POLICY_TTL="0.3",
         )
         if self.database_url:
             env["OTAML_DATABASE_URL"] = self.database_url

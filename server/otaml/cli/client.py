@@ -53,6 +53,7 @@ class ReleaseClient:
         signature: str,
         public_pem: str,
         legacy_clients: bool,
+        staged: bool = False,
         on_progress: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
         size = path.stat().st_size
@@ -67,7 +68,10 @@ class ReleaseClient:
         return self._request(
             "POST",
             "/api/releases",
-            params={"channel": channel, "filename": path.name, "legacy_clients": str(legacy_clients).lower()},
+            params={
+                "channel": channel, "filename": path.name, "legacy_clients": str(legacy_clients).lower(),
+                "staged": str(staged).lower(),
+            },
             headers={
                 "Content-Type": "application/octet-stream",
                 "Content-Length": str(size),
@@ -97,6 +101,34 @@ class ReleaseClient:
 
     def events(self, device_id: str, limit: int = 50) -> dict[str, Any]:
         return self._request("GET", f"/api/devices/{device_id}/events", params={"limit": limit})
+
+    def update_device(self, device_id: str, **fields: Any) -> dict[str, Any]:
+        return self._request("PATCH", f"/api/devices/{device_id}", json=fields)
+
+    def device_state(self, device_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/api/devices/{device_id}/state")
+
+    def start_rollout(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/api/rollouts", json=spec)
+
+    def rollouts(self, channel: str | None = None, active: bool = False) -> dict[str, Any]:
+        params = {"active": str(active).lower(), **({"channel": channel} if channel else {})}
+        return self._request("GET", "/api/rollouts", params=params)
+
+    def rollout(self, rollout_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/api/rollouts/{rollout_id}")
+
+    def rollout_action(self, rollout_id: int, action: str) -> dict[str, Any]:
+        return self._request("POST", f"/api/rollouts/{rollout_id}/{action}")
+
+    def config_layers(self) -> dict[str, Any]:
+        return self._request("GET", "/api/config")
+
+    def set_config(self, scope: str, name: str, properties: dict[str, int]) -> dict[str, Any]:
+        return self._request("PUT", f"/api/config/{scope}/{name}", json=properties)
+
+    def delete_config(self, scope: str, name: str) -> None:
+        self._request("DELETE", f"/api/config/{scope}/{name}")
 
 
 def _error_from(r: httpx.Response) -> errors.OtamlError:

@@ -1,4 +1,4 @@
-"""`release`: keygen, serve, enroll, publish, refresh, list, devices, events.
+"""`release`: keygen, serve, enroll, publish, refresh, list, devices, events, rollout, device, config, demo.
 
 One error funnel (``main``): an OtamlError prints "A fatal error occurred: <reason>" and exits 2, with no
 traceback; Ctrl-C prints "cancelled by user" and exits 130.
@@ -13,35 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from otaml import __version__
-from otaml.cli import publishing
+from otaml.cli import fleet, publishing
 from otaml.cli.client import ReleaseClient
+from otaml.cli.options import err, json_option, key_option, out, server_option, token_option
 from otaml.core.config import INSECURE_ADMIN_TOKEN
 from otaml.core.errors import ConfigError, OtamlError
 from otaml.manifest import signing
 
-# Piped output (scripts, logs) gets wide tables instead of an 80-column guess with truncated cells.
-out = Console() if Console().is_terminal else Console(width=200)
-err = Console(stderr=True)
-DEFAULT_KEY = Path("keys") / signing.PRIVATE_KEY_NAME
-
-server_option = click.option(
-    "--server", envvar="OTAML_SERVER", default="http://127.0.0.1:8000", show_default=True,
-    help="Release server URL [env OTAML_SERVER].",
-)
-token_option = click.option(
-    "--token", envvar="OTAML_ADMIN_TOKEN", default=INSECURE_ADMIN_TOKEN, show_default=False,
-    help="Admin token [env OTAML_ADMIN_TOKEN; a development server's default if unset].",
-)
-key_option = click.option(
-    "--key", envvar="OTAML_SIGNING_KEY", default=str(DEFAULT_KEY), show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path), help="Private signing key [env OTAML_SIGNING_KEY].",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
@@ -131,11 +113,12 @@ def enroll(device_id: str, server: str, token: str, as_json: bool) -> None:
 @click.option("--channel", default="stable", show_default=True, help="Channel to publish to.")
 @click.option("--chip", default=None, help="Target chip (default: the server's OTAML_CHIP).")
 @click.option("--no-legacy-clients", "no_legacy", is_flag=True, help="Allow versions that numeric clients would read as older (1.10 after 1.9).")
+@click.option("--staged", is_flag=True, help="Store and sign it, but offer it only through `release rollout start`.")
 @expires_option
 @server_option
 @token_option
 @key_option
-def publish(version: str, file: Path, channel: str, chip: str | None, no_legacy: bool, expires_in: int,
+def publish(version: str, file: Path, channel: str, chip: str | None, no_legacy: bool, staged: bool, expires_in: int,
             server: str, token: str, key: Path) -> None:
     """Validate FILE as release VERSION, sign its manifest and publish it."""
     signing_key = signing.load_private_key(key)
@@ -147,7 +130,7 @@ def publish(version: str, file: Path, channel: str, chip: str | None, no_legacy:
     with ReleaseClient(server, token) as client, progress:
         result = publishing.publish(
             client, signing_key, version=version, path=file, channel=channel, chip=chip,
-            expires_in=expires_in, legacy_clients=not no_legacy,
+            expires_in=expires_in, legacy_clients=not no_legacy, staged=staged,
             on_start=lambda total: task.append(progress.add_task("upload", total=total, name=file.name)),
             on_progress=lambda n: progress.advance(task[0], n),
         )
@@ -157,6 +140,8 @@ def publish(version: str, file: Path, channel: str, chip: str | None, no_legacy:
         f"({rate:.1f} MB/s), manifest_version {result.manifest_version}"
     )
     out.print(f"manifest: {result.manifest_url}")
+    if staged:
+        out.print(f"staged: no device is offered {version} until `release rollout start {version} --channel {channel}`")
 
 
 @cli.command()
@@ -197,14 +182,19 @@ def list_(channel: str | None, server: str, token: str, as_json: bool) -> None:
 @cli.command()
 @click.option("--version", "version_", default=None, help="Only devices reporting this version.")
 @click.option("--channel", default=None, help="Only devices polling this channel.")
+@click.option("--tag", default=None, help="Only devices carrying this tag.")
+@click.option("--state", default=None, help="Only devices whose last update event is this (e.g. rolled_back).")
+@click.option("--drift", type=click.Choice(["any", "firmware", "config"]), default=None,
+              help="Only devices whose reported state differs from desired.")
 @click.option("--limit", default=100, show_default=True)
 @server_option
 @token_option
 @json_option
-def devices(version_: str | None, channel: str | None, limit: int, server: str, token: str, as_json: bool) -> None:
+def devices(version_: str | None, channel: str | None, tag: str | None, state: str | None, drift: str | None,
+            limit: int, server: str, token: str, as_json: bool) -> None:
     """Which device runs what, when it was last seen, its OTA state and last update event."""
     with ReleaseClient(server, token) as client:
-        page = client.devices(version=version_, channel=channel, limit=limit)
+        page = client.devices(version=version_, channel=channel, tag=tag, state=state, drift=drift, limit=limit)
     if as_json:
         click.echo(json.dumps(page, indent=2))
         return
@@ -276,6 +266,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     sys.exit(0)
+
+
+cli.add_command(fleet.rollout)
+cli.add_command(fleet.device)
+cli.add_command(fleet.config)
 
 
 if __name__ == "__main__":  # pragma: no cover

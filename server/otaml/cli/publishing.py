@@ -52,6 +52,7 @@ def publish(
     chip: str | None = None,
     expires_in: int = DEFAULT_EXPIRY,
     legacy_clients: bool = True,
+    staged: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> PublishResult:
@@ -112,6 +113,7 @@ def publish(
         signature=signature,
         public_pem=signing.public_pem(key.public_key),
         legacy_clients=legacy_clients,
+        staged=staged,
         on_progress=on_progress,
     )
     return PublishResult(

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import case, func
+from sqlalchemy import case, func, literal
 from sqlmodel import Session, select
 
 from otaml.fleet.protocol import EventKind
@@ -46,6 +46,8 @@ def device_filter(rollout: Rollout) -> list:  # type: ignore[type-arg]
 
 
 def ring_case(rings: list[int]):  # type: ignore[no-untyped-def]
+    if len(rings) == 1:
+        return literal(0)
     return case(*[(Device.bucket < r.bound(rings, i), i) for i in range(len(rings) - 1)], else_=len(rings) - 1)
 
 
