@@ -29,9 +29,11 @@
 static const char *TAG = "otaml_main";
 
 extern const char manifest_pub_pem_start[] asm("_binary_manifest_pub_pem_start");
+extern const char config_pub_pem_start[] asm("_binary_config_pub_pem_start");
 extern const char server_ca_pem_start[] asm("_binary_server_ca_pem_start");
 
 static otaml_keyring_t s_keyring;
+static otaml_keyring_t s_config_keyring; /* the server's online key: desired configuration only */
 static otaml_agent_t s_agent;
 static char s_device_id[65];
 static char s_token[96];
@@ -97,6 +99,9 @@ void app_main(void)
         if (ml_task_start() != ESP_OK) ESP_LOGE(TAG, "ML task not started");
         return;
     }
+    const char *config_pems[] = {config_pub_pem_start};
+    bool config_ok = otaml_keyring_init(&s_config_keyring, config_pems, 1) == OTAML_OK;
+    if (!config_ok) ESP_LOGW(TAG, "embedded config key unusable: desired configuration disabled");
     otaml_agent_config_t cfg = {
         .server_url = CONFIG_OTAML_SERVER_URL,
         .channel = CONFIG_OTAML_CHANNEL,
@@ -108,6 +113,8 @@ void app_main(void)
         .selftest = prv_selftest,
         .checkin_extra = otaml_ml_checkin_headers,
         .checkin_extra_ctx = ml_task_state(),
+        .config_keyring = config_ok ? &s_config_keyring : NULL,
+        .config_apply = ml_task_apply_config,
         .default_poll_interval_s = CONFIG_OTAML_POLL_INTERVAL_S,
         .min_poll_interval_s = CONFIG_OTAML_MIN_POLL_INTERVAL_S,
     };

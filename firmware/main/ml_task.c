@@ -1,3 +1,4 @@
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +16,8 @@ extern const uint8_t model_tflite_end[] asm("_binary_amp_health_tflite_end");
 extern const char model_card_start[] asm("_binary_amp_health_card_json_start");
 extern const char model_card_end[] asm("_binary_amp_health_card_json_end");
 static otaml_ml_t s_ml;
+/* Milliseconds between inferences: Kconfig's default until the server's desired config sets it. */
+static atomic_int s_interval_ms = CONFIG_OTAML_ML_INTERVAL_MS;
 
 esp_err_t ml_task_init(void)
 {
@@ -38,22 +41,33 @@ bool ml_health_check(char *detail, size_t detail_size) { return otaml_ml_health_
 
 otaml_ml_t *ml_task_state(void) { return &s_ml; }
 
+bool ml_task_apply_config(void *ctx, const otaml_config_t *config)
+{
+    (void)ctx;
+    if (config->ml_interval_ms > 0) atomic_store(&s_interval_ms, config->ml_interval_ms);
+    else atomic_store(&s_interval_ms, CONFIG_OTAML_ML_INTERVAL_MS);
+    atomic_store(&s_ml.alert_threshold, config->alert_threshold);
+    ESP_LOGI(TAG, "config revision %llu: inferring every %d ms, alert threshold %d%%",
+             (unsigned long long)config->revision, atomic_load(&s_interval_ms), (int)config->alert_threshold);
+    return true;
+}
+
 static void prv_ml_task(void *arg)
 {
     (void)arg;
     TickType_t last = xTaskGetTickCount();
     float sample[OTAML_ML_MAX_FEATURES];
-    ESP_LOGI(TAG, "%s inferring every %d ms", s_ml.model_id, CONFIG_OTAML_ML_INTERVAL_MS);
+    ESP_LOGI(TAG, "%s inferring every %d ms", s_ml.model_id, atomic_load(&s_interval_ms));
     for (;;) {
         if (otaml_port_sensor_read(sample, (size_t)s_ml.card.n_features) != OTAML_OK) {
             ESP_LOGW(TAG, "sensor read failed");
-            vTaskDelayUntil(&last, pdMS_TO_TICKS(CONFIG_OTAML_ML_INTERVAL_MS));
+            vTaskDelayUntil(&last, pdMS_TO_TICKS(atomic_load(&s_interval_ms)));
             continue;
         }
         int label = otaml_ml_step(&s_ml, sample);
         if (label < 0) ESP_LOGW(TAG, "inference failed");
         else ESP_LOGD(TAG, "%s (%u us)", s_ml.card.labels[label], (unsigned)atomic_load(&s_ml.last_latency_us));
-        vTaskDelayUntil(&last, pdMS_TO_TICKS(CONFIG_OTAML_ML_INTERVAL_MS));
+        vTaskDelayUntil(&last, pdMS_TO_TICKS(atomic_load(&s_interval_ms)));
     }
 }
 

@@ -1,6 +1,6 @@
 /*
  * The ML task: the amplifier-health model (firmware/model, linked into the image) runs on sensor
- * samples at CONFIG_OTAML_ML_INTERVAL_MS in its own FreeRTOS task; its per-class counters and latency
+ * samples every CONFIG_OTAML_ML_INTERVAL_MS (or the server's desired ml_interval_ms) in its own FreeRTOS task; its per-class counters and latency
  * go out with the OTA task's check-ins.
  */
 #pragma once
@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "esp_err.h"
+#include "otaml_config.h"
 #include "otaml_ml.h"
 
 /**
@@ -24,6 +25,10 @@ bool ml_health_check(char *detail, size_t detail_size);
 
 /** The ML state the OTA task reports with check-ins (otaml_ml_checkin_headers). */
 otaml_ml_t *ml_task_state(void);
+
+/** Desired configuration (otaml_config_apply_fn): inference interval and alert threshold. Takes
+ * effect at the next inference; never refuses (the core already range-checked the values). */
+bool ml_task_apply_config(void *ctx, const otaml_config_t *config);
 
 /** Start the ML task. @return ESP_OK, ESP_ERR_INVALID_STATE (not initialized), ESP_ERR_NO_MEM. */
 esp_err_t ml_task_start(void);

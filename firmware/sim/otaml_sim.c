@@ -110,7 +110,7 @@ typedef struct {
     bool has_model;
     bool has_sensors;
     otaml_ml_t ml;
-    long interval_ms;
+    atomic_long interval_ms;
     atomic_bool stop;
     pthread_t thread;
 } sim_app_t;
@@ -121,9 +121,20 @@ static void *prv_ml_task(void *arg)
     float sample[OTAML_ML_MAX_FEATURES];
     while (!atomic_load(&app->stop)) {
         if (otaml_port_sensor_read(sample, (size_t)app->ml.card.n_features) == OTAML_OK) otaml_ml_step(&app->ml, sample);
-        usleep((useconds_t)app->interval_ms * 1000u);
+        usleep((useconds_t)atomic_load(&app->interval_ms) * 1000u);
     }
     return NULL;
+}
+
+/* Desired configuration from the server, as the device's ML task takes it. */
+static bool prv_config_apply(void *ctx, const otaml_config_t *config)
+{
+    sim_app_t *app = ctx;
+    if (config->ml_interval_ms > 0) atomic_store(&app->interval_ms, config->ml_interval_ms);
+    atomic_store(&app->ml.alert_threshold, config->alert_threshold);
+    OTAML_LOGI(TAG, "config revision %llu: ML every %ld ms, alert threshold %d%%", (unsigned long long)config->revision,
+               atomic_load(&app->interval_ms), (int)config->alert_threshold);
+    return true;
 }
 
 /* Load the model and card the running image carries; the sensor port replays recorded samples. */
@@ -242,6 +253,9 @@ static int cmd_info(void)
     prv_add_nvs(nvs, "dl_sha", false);
     prv_add_nvs(nvs, "dl_off", true);
     prv_add_nvs(nvs, "ob_kind", false);
+    prv_add_nvs(nvs, "mf_prev", true);
+    prv_add_nvs(nvs, "cfg_rev", true);
+    prv_add_nvs(nvs, "cfg", false);
     char *text = cJSON_Print(root);
     printf("%s\n", text);
     free(text);
@@ -300,8 +314,14 @@ static int cmd_run(const options_t *o, char **argv)
     }
     static sim_app_t app; /* outlives the agent; static so a reboot's exec leaves nothing behind */
     app.slot = slot;
-    app.interval_ms = o->ml_interval_ms > 0 ? o->ml_interval_ms : 200;
+    atomic_store(&app.interval_ms, o->ml_interval_ms > 0 ? o->ml_interval_ms : 200);
     prv_ml_setup(&app);
+    const char *config_pems[] = {OTAML_CONFIG_PUBKEY_PEM};
+    otaml_keyring_t config_ring;
+    if (otaml_keyring_init(&config_ring, config_pems, 1) != OTAML_OK) {
+        OTAML_LOGE(TAG, "compiled-in config key is unusable");
+        return 1;
+    }
     otaml_agent_config_t acfg = {
         .server_url = o->server,
         .channel = o->channel,
@@ -314,6 +334,9 @@ static int cmd_run(const options_t *o, char **argv)
         .selftest_ctx = &app,
         .checkin_extra = app.ml.loaded ? otaml_ml_checkin_headers : NULL,
         .checkin_extra_ctx = &app.ml,
+        .config_keyring = &config_ring,
+        .config_apply = prv_config_apply,
+        .config_apply_ctx = &app,
         .default_poll_interval_s = 60,
         .min_poll_interval_s = 1,
     };

@@ -3,7 +3,10 @@
  * Runs in the OTA task; blocks only on its own I/O, never on the ML task.
  *
  * Persistent state (port store, NVS namespace "otaml"):
- *   mf_ver    last manifest_version installed from (replay rule)
+ *   mf_ver    manifest_version the running image was installed from (replay rule)
+ *   mf_prev   mf_ver before the install in flight: restored if that install rolls back, so the
+ *             device accepts its old channel manifest again instead of calling it a replay
+ *   cfg_rev, cfg  desired-config revision applied and its properties ("name=value,...")
  *   failed_ver  version that last rolled back here (never offered again to this device)
  *   inst_ver  version installed and not yet confirmed; inst_why: why it is being rolled back
  *   dl_sha, dl_off  the download in progress (image sha256, bytes safely written) for resumption
@@ -15,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "otaml_config.h"
 #include "otaml_manifest.h"
 #include "otaml_port.h"
 #include "otaml_protocol.h"
@@ -25,6 +29,9 @@ extern "C" {
 
 /** Self-test run on the first boot of a new image. Return false to roll back; say why in detail. */
 typedef bool (*otaml_selftest_fn)(void *ctx, char *detail, size_t detail_size);
+/** Applies a verified desired configuration (e.g. the ML task's interval). Called at init with the
+ * stored configuration and after each newer document. Return false to refuse it (not stored). */
+typedef bool (*otaml_config_apply_fn)(void *ctx, const otaml_config_t *config);
 /** Adds check-in headers (e.g. ML counters). Returns how many of max it filled; values must stay
  * valid until the next call. */
 typedef size_t (*otaml_checkin_extra_fn)(void *ctx, otaml_header_t *headers, size_t max);
@@ -41,6 +48,9 @@ typedef struct {
     void *selftest_ctx;
     otaml_checkin_extra_fn checkin_extra; /* may be NULL */
     void *checkin_extra_ctx;
+    const otaml_keyring_t *config_keyring; /* the server's online config key; NULL disables configuration */
+    otaml_config_apply_fn config_apply;     /* may be NULL: documents are verified, stored and reported */
+    void *config_apply_ctx;
     uint32_t default_poll_interval_s; /* until the server names one */
     uint32_t min_poll_interval_s;     /* floor on what the server asks for */
 } otaml_agent_config_t;
@@ -58,6 +68,8 @@ typedef struct {
     uint64_t installed_manifest_version;
     char failed_version[32];
     bool outbox_pending; /* ob_kind is set in the store */
+    otaml_config_t config;     /* applied desired configuration */
+    char config_applied[96];   /* its X-Otaml-Config-Applied form */
 } otaml_agent_t;
 
 typedef enum {

@@ -53,6 +53,8 @@ typedef struct {
     atomic_uint counts[OTAML_ML_MAX_LABELS];
     atomic_uint inferences;
     atomic_uint last_latency_us;
+    atomic_int alert_threshold;    /* percent; -1: alerts off (desired config alert_threshold) */
+    atomic_uint alerts;            /* inferences of a non-healthy class at or above the threshold */
     char header_buf[3][160];       /* check-in header values, owned here */
 } otaml_ml_t;
 
@@ -67,10 +69,13 @@ otaml_status_t otaml_ml_init(otaml_ml_t *ml, const otaml_model_card_t *card, con
  * infers to exactly the card's values. Says which step failed in detail. */
 bool otaml_ml_health_check(otaml_ml_t *ml, char *detail, size_t detail_size);
 
-/** One inference on raw sensor values; counts the predicted class. @return the class index, or -1. */
+/** One inference on raw sensor values; counts the predicted class, and an alert when a class other
+ * than the card's first (healthy) wins with at least alert_threshold percent confidence (int8 softmax
+ * outputs use TFLite's fixed scale 1/256 and zero point -128). @return the class index, or -1. */
 int otaml_ml_step(otaml_ml_t *ml, const float *sample);
 
-/** Check-in headers: X-Otaml-Model, X-Otaml-Ml-Counters ("healthy=12,unstable=0,..."),
+/** Check-in headers: X-Otaml-Model, X-Otaml-Ml-Counters ("healthy=12,unstable=0,...", plus
+ * "alerts=N" while alerts are on),
  * X-Otaml-Ml-Latency-Us. Matches otaml_checkin_extra_fn (ctx is the otaml_ml_t). */
 size_t otaml_ml_checkin_headers(void *ctx, otaml_header_t *headers, size_t max);
 

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "otaml_protocol.h"
 #include "otaml_status.h"
 
 #ifdef __cplusplus
@@ -66,6 +67,8 @@ typedef struct {
     uint32_t poll_interval_s;         /* X-Otaml-Poll-Interval, 0 if absent */
     char etag[80];                    /* "" if absent */
     char signature[128];              /* X-Otaml-Signature, "" if absent */
+    char config[OTAML_MAX_CONFIG_B64 + 1];               /* X-Otaml-Config, "" if absent or too long */
+    char config_signature[OTAML_MAX_SIGNATURE_B64 + 1];  /* X-Otaml-Config-Signature */
 } otaml_http_response_t;
 
 /**

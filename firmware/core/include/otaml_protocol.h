@@ -10,6 +10,8 @@ extern "C" {
 
 #define OTAML_MAX_MANIFEST_BYTES 4096
 #define OTAML_MAX_SIGNATURE_B64 128 /* base64 of a DER ECDSA P-256 signature is at most 96 chars */
+#define OTAML_MAX_CONFIG_BYTES 512   /* a desired-config document */
+#define OTAML_MAX_CONFIG_B64 700     /* base64 of 512 bytes is 684 characters */
 
 #define OTAML_H_DEVICE_ID "X-Otaml-Device-Id"
 #define OTAML_H_VERSION "X-Otaml-Version"
@@ -19,6 +21,13 @@ extern "C" {
 #define OTAML_H_SECURE_VERSION "X-Otaml-Secure-Version"
 #define OTAML_H_SIGNATURE "X-Otaml-Signature"
 #define OTAML_H_POLL_INTERVAL "X-Otaml-Poll-Interval"
+#define OTAML_H_CONFIG_REVISION "X-Otaml-Config-Revision"
+#define OTAML_H_CONFIG_APPLIED "X-Otaml-Config-Applied"
+#define OTAML_H_CONFIG "X-Otaml-Config"
+#define OTAML_H_CONFIG_SIGNATURE "X-Otaml-Config-Signature"
+#define OTAML_H_MODEL "X-Otaml-Model"
+#define OTAML_H_ML_COUNTERS "X-Otaml-Ml-Counters"
+#define OTAML_H_ML_LATENCY_US "X-Otaml-Ml-Latency-Us"
 
 #define OTAML_REASON_LIST(X)                                       \
     X(OTAML_REASON_OK, "ok")                                       \

@@ -24,7 +24,9 @@ extern "C" {
     X(OTAML_ERR_SIZE, "size mismatch")                                                        \
     X(OTAML_ERR_HASH, "hash mismatch")                                                        \
     X(OTAML_ERR_IMAGE, "image does not validate")                                             \
-    X(OTAML_ERR_STATE, "operation not allowed in this state")
+    X(OTAML_ERR_STATE, "operation not allowed in this state")                                 \
+    X(OTAML_ERR_STALE, "not newer than what is applied")                                      \
+    X(OTAML_ERR_WRONG_DEVICE, "meant for another device")
 
 typedef enum {
 #define OTAML_X_ENUM(name, text) name,

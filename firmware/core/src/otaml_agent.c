@@ -105,6 +105,50 @@ static void prv_outbox_flush(otaml_agent_t *a)
     }
 }
 
+/* ---- desired configuration ---- */
+
+static void prv_config_load(otaml_agent_t *a)
+{
+    otaml_config_init(&a->config);
+    if (a->cfg.config_keyring == NULL) return;
+    char stored[sizeof(a->config_applied)];
+    prv_store_str_or_empty("cfg", stored, sizeof(stored));
+    a->config.revision = prv_store_u64_or_zero("cfg_rev");
+    if (otaml_config_parse_applied(stored, &a->config) != OTAML_OK) {
+        OTAML_LOGW(TAG, "stored configuration unreadable: running defaults until the server sends one");
+        otaml_config_init(&a->config);
+    }
+    otaml_config_format(&a->config, a->config_applied, sizeof(a->config_applied));
+    if (a->config.revision > 0 && a->cfg.config_apply != NULL) a->cfg.config_apply(a->cfg.config_apply_ctx, &a->config);
+}
+
+/* A document rides on any poll answer (200, 304, 404). Refusals are logged, not reported as update
+ * events: the server sees the stale revision in the next check-in (drift) and keeps offering. */
+static void prv_config_take(otaml_agent_t *a, const otaml_http_response_t *resp)
+{
+    if (a->cfg.config_keyring == NULL || resp->config[0] == '\0') return;
+    otaml_config_t next;
+    otaml_status_t st = otaml_config_verify(a->cfg.config_keyring, resp->config, resp->config_signature,
+                                            a->cfg.device_id, a->config.revision, &next);
+    if (st != OTAML_OK) {
+        OTAML_LOGW(TAG, "config document refused: %s", otaml_status_to_str(st));
+        return;
+    }
+    if (a->cfg.config_apply != NULL && !a->cfg.config_apply(a->cfg.config_apply_ctx, &next)) {
+        OTAML_LOGW(TAG, "config revision %llu not applied by the application", (unsigned long long)next.revision);
+        return;
+    }
+    char applied[sizeof(a->config_applied)];
+    if (otaml_config_format(&next, applied, sizeof(applied)) != OTAML_OK ||
+        otaml_port_store_set_str("cfg", applied) != OTAML_OK || otaml_port_store_set_u64("cfg_rev", next.revision) != OTAML_OK) {
+        OTAML_LOGE(TAG, "cannot persist config revision %llu", (unsigned long long)next.revision);
+        return;
+    }
+    a->config = next;
+    snprintf(a->config_applied, sizeof(a->config_applied), "%s", applied);
+    OTAML_LOGI(TAG, "config revision %llu applied: %s", (unsigned long long)next.revision, applied[0] ? applied : "(defaults)");
+}
+
 /* ---- init and the boot gate ---- */
 
 otaml_status_t otaml_agent_init(otaml_agent_t *a, const otaml_agent_config_t *cfg)
@@ -125,6 +169,7 @@ otaml_status_t otaml_agent_init(otaml_agent_t *a, const otaml_agent_config_t *cf
     prv_store_str_or_empty("failed_ver", a->failed_version, sizeof(a->failed_version));
     char kind[24];
     a->outbox_pending = otaml_port_store_get_str("ob_kind", kind, sizeof(kind)) == OTAML_OK;
+    prv_config_load(a);
     return otaml_port_running_slot(&a->running);
 }
 
@@ -170,6 +215,11 @@ otaml_status_t otaml_agent_boot(otaml_agent_t *a)
                        otaml_reason_to_str(reason), r->version);
             otaml_port_store_set_str("failed_ver", installed);
             snprintf(a->failed_version, sizeof(a->failed_version), "%s", installed);
+            /* The running image came from the manifest before; accept that manifest again. */
+            uint64_t prev = 0;
+            if (otaml_port_store_get_u64("mf_prev", &prev) == OTAML_OK && otaml_port_store_set_u64("mf_ver", prev) == OTAML_OK) {
+                a->installed_manifest_version = prev;
+            }
             prv_outbox_put(a, OTAML_EVENT_ROLLED_BACK, installed, reason, detail);
         }
         otaml_port_store_erase("inst_ver");
@@ -188,6 +238,7 @@ typedef struct {
     char auth[160];
     char mv[24];
     char sv[12];
+    char cfg_rev[24];
 } prv_checkin_t;
 
 static void prv_checkin_headers(otaml_agent_t *a, prv_checkin_t *c, bool with_etag)
@@ -204,6 +255,11 @@ static void prv_checkin_headers(otaml_agent_t *a, prv_checkin_t *c, bool with_et
     c->h[c->n++] = (otaml_header_t){OTAML_H_MANIFEST_VERSION, c->mv};
     c->h[c->n++] = (otaml_header_t){OTAML_H_SECURE_VERSION, c->sv};
     if (with_etag && a->etag[0]) c->h[c->n++] = (otaml_header_t){"If-None-Match", a->etag};
+    if (a->cfg.config_keyring != NULL) {
+        snprintf(c->cfg_rev, sizeof(c->cfg_rev), "%llu", (unsigned long long)a->config.revision);
+        c->h[c->n++] = (otaml_header_t){OTAML_H_CONFIG_REVISION, c->cfg_rev};
+        if (a->config_applied[0]) c->h[c->n++] = (otaml_header_t){OTAML_H_CONFIG_APPLIED, a->config_applied};
+    }
     if (a->cfg.checkin_extra != NULL) {
         c->n += a->cfg.checkin_extra(a->cfg.checkin_extra_ctx, &c->h[c->n], sizeof(c->h) / sizeof(c->h[0]) - c->n);
     }
@@ -415,7 +471,8 @@ static otaml_poll_outcome_t prv_install(otaml_agent_t *a, const otaml_manifest_t
     }
     prv_post_event(a, OTAML_EVENT_VERIFIED, m->semver, OTAML_REASON_OK, "");
 
-    if (otaml_port_store_set_u64("mf_ver", m->manifest_version) != OTAML_OK ||
+    if (otaml_port_store_set_u64("mf_prev", a->installed_manifest_version) != OTAML_OK ||
+        otaml_port_store_set_u64("mf_ver", m->manifest_version) != OTAML_OK ||
         otaml_port_store_set_str("inst_ver", m->semver) != OTAML_OK) {
         return prv_reject(a, m, OTAML_REASON_FLASH_ERROR, "cannot persist the install record");
     }
@@ -447,6 +504,7 @@ otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
     if (body.buf == NULL) return OTAML_ERR_NO_MEM;
     otaml_http_response_t resp;
     otaml_status_t st = otaml_port_http_get(a->manifest_url, c.h, c.n, prv_buffer_sink, &body, &resp);
+    if (st == OTAML_OK || body.overflow) prv_config_take(a, &resp);
 
     if (resp.poll_interval_s > 0) {
         uint32_t floor_s = a->cfg.min_poll_interval_s;

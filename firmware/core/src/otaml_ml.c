@@ -115,6 +115,7 @@ void otaml_ml_quantize(const otaml_model_card_t *c, const float *x, int8_t *q)
 otaml_status_t otaml_ml_init(otaml_ml_t *ml, const otaml_model_card_t *card, const uint8_t *model, size_t len)
 {
     memset(ml, 0, sizeof(*ml));
+    atomic_store(&ml->alert_threshold, -1);
     ml->card = *card;
     snprintf(ml->model_id, sizeof(ml->model_id), "%s/%s", card->name, card->model_version);
     size_t n_in = 0, n_out = 0;
@@ -175,6 +176,10 @@ int otaml_ml_step(otaml_ml_t *ml, const float *sample)
     }
     atomic_fetch_add(&ml->counts[best], 1);
     atomic_fetch_add(&ml->inferences, 1);
+    int threshold = atomic_load(&ml->alert_threshold);
+    if (best != 0 && threshold >= 0 && (out[best] + 128) * 100 >= threshold * 256) {
+        atomic_fetch_add(&ml->alerts, 1);
+    }
     return best;
 }
 
@@ -190,11 +195,14 @@ size_t otaml_ml_checkin_headers(void *ctx, otaml_header_t *headers, size_t max)
         if (n < 0 || (size_t)n >= sizeof(ml->header_buf[1]) - pos) break;
         pos += (size_t)n;
     }
+    if (atomic_load(&ml->alert_threshold) >= 0) {
+        snprintf(ml->header_buf[1] + pos, sizeof(ml->header_buf[1]) - pos, ",alerts=%u", atomic_load(&ml->alerts));
+    }
     snprintf(ml->header_buf[0], sizeof(ml->header_buf[0]), "%s", ml->model_id);
     snprintf(ml->header_buf[2], sizeof(ml->header_buf[2]), "%u", atomic_load(&ml->last_latency_us));
-    headers[0] = (otaml_header_t){"X-Otaml-Model", ml->header_buf[0]};
-    headers[1] = (otaml_header_t){"X-Otaml-Ml-Counters", ml->header_buf[1]};
-    headers[2] = (otaml_header_t){"X-Otaml-Ml-Latency-Us", ml->header_buf[2]};
+    headers[0] = (otaml_header_t){OTAML_H_MODEL, ml->header_buf[0]};
+    headers[1] = (otaml_header_t){OTAML_H_ML_COUNTERS, ml->header_buf[1]};
+    headers[2] = (otaml_header_t){OTAML_H_ML_LATENCY_US, ml->header_buf[2]};
     return 3;
 }
 

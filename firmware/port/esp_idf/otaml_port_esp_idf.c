@@ -140,6 +140,13 @@ static esp_err_t prv_on_event(esp_http_client_event_t *evt)
         snprintf(resp->signature, sizeof(resp->signature), "%s", evt->header_value);
     } else if (strcasecmp(evt->header_key, OTAML_H_POLL_INTERVAL) == 0) {
         resp->poll_interval_s = (uint32_t)strtoul(evt->header_value, NULL, 10);
+    } else if (strcasecmp(evt->header_key, OTAML_H_CONFIG) == 0) {
+        /* Too long means not ours to parse: leave it empty rather than truncated. */
+        if (strlen(evt->header_value) < sizeof(resp->config)) strcpy(resp->config, evt->header_value);
+    } else if (strcasecmp(evt->header_key, OTAML_H_CONFIG_SIGNATURE) == 0) {
+        if (strlen(evt->header_value) < sizeof(resp->config_signature)) {
+            strcpy(resp->config_signature, evt->header_value);
+        }
     }
     return ESP_OK;
 }
@@ -164,7 +171,8 @@ static esp_http_client_handle_t prv_client(const char *url, otaml_http_response_
         .user_data = resp,
         .method = method,
         .keep_alive_enable = true,
-        .buffer_size = 2048,
+        .buffer_size = 2048,    /* response headers: X-Otaml-Config is up to 700 characters */
+        .buffer_size_tx = 1536, /* request headers: the check-in with ML counters and config */
     };
     return esp_http_client_init(&config);
 }

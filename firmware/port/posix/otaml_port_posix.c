@@ -263,11 +263,17 @@ typedef struct {
     uint32_t started_ms;
 } prv_transfer_t;
 
+/* Too long means not ours to parse: leave it empty rather than truncated. */
+static void prv_copy_bounded(char *dst, size_t size, const char *value)
+{
+    if (strlen(value) < size) strcpy(dst, value);
+}
+
 static size_t prv_on_header(char *data, size_t size, size_t nitems, void *userdata)
 {
     prv_transfer_t *t = userdata;
     size_t len = size * nitems;
-    char line[512];
+    char line[1024];
     size_t n = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
     memcpy(line, data, n);
     line[n] = '\0';
@@ -287,6 +293,10 @@ static size_t prv_on_header(char *data, size_t size, size_t nitems, void *userda
     if (strcasecmp(line, "ETag") == 0) snprintf(t->resp->etag, sizeof(t->resp->etag), "%s", value);
     else if (strcasecmp(line, OTAML_H_SIGNATURE) == 0) snprintf(t->resp->signature, sizeof(t->resp->signature), "%s", value);
     else if (strcasecmp(line, OTAML_H_POLL_INTERVAL) == 0) t->resp->poll_interval_s = (uint32_t)strtoul(value, NULL, 10);
+    else if (strcasecmp(line, OTAML_H_CONFIG) == 0) prv_copy_bounded(t->resp->config, sizeof(t->resp->config), value);
+    else if (strcasecmp(line, OTAML_H_CONFIG_SIGNATURE) == 0) {
+        prv_copy_bounded(t->resp->config_signature, sizeof(t->resp->config_signature), value);
+    }
     else if (strcasecmp(line, "Content-Length") == 0) t->resp->content_length = strtoll(value, NULL, 10);
     return len;
 }
