@@ -24,6 +24,7 @@ class HttpDevice:
     channel: str = "stable"
     config_revision: int | None = None
     applied: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)  # more check-in headers, e.g. ML counters
     last: httpx.Response | None = None
 
     @classmethod
@@ -38,7 +39,7 @@ class HttpDevice:
         return {"X-Otaml-Device-Id": self.device_id, "Authorization": f"Bearer {self.token}"}
 
     def poll(self) -> httpx.Response:
-        headers = {**self.auth, "X-Otaml-Version": self.version, "X-Otaml-Ota-State": "valid"}
+        headers = {**self.auth, "X-Otaml-Version": self.version, "X-Otaml-Ota-State": "valid", **self.extra}
         if self.config_revision is not None:
             headers["X-Otaml-Config-Revision"] = str(self.config_revision)
             headers["X-Otaml-Config-Applied"] = ",".join(f"{k}={v}" for k, v in sorted(self.applied.items()))

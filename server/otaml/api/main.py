@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlmodel import Session
 
 from otaml import __version__
@@ -17,6 +18,7 @@ from otaml.api.context import ServerContext
 from otaml.api.poll_asgi import PollFastPath
 from otaml.api.routes import binaries, channels, config, devices, info, manifests, releases, rollouts
 from otaml.core.config import Settings
+from otaml.dashboard import routes as dashboard_routes
 from otaml.core.db import init_db, make_engine
 from otaml.core.errors import OtamlError
 from otaml.models import Release
@@ -89,5 +91,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (manifests, binaries, releases, channels, devices, rollouts, config, info):
         app.include_router(module.router)
+    app.include_router(dashboard_routes.router)
+    app.mount("/dashboard/static", StaticFiles(directory=dashboard_routes.STATIC_DIR), name="dashboard-static")
+
+    @app.get("/", include_in_schema=False)
+    def _root() -> RedirectResponse:
+        return RedirectResponse("/dashboard")
+
     app.add_middleware(PollFastPath, fastapi_app=app)  # outermost: polls never reach the router
     return app

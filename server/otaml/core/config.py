@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     config_key_path: Path | None = None
     rollout_eval_interval: float = Field(2.0, gt=0, le=300)  # seconds between rollout evaluations
     policy_ttl: float = Field(2.0, gt=0, le=60)  # seconds a process trusts its in-memory fleet policy
+    # Let anyone who can reach /dashboard see it read-only (a wall display); actions still need the login.
+    dashboard_public: bool = False
+    dashboard_refresh: float = Field(2.0, ge=0.5, le=60)  # seconds between live updates of a page
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:

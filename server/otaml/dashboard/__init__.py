@@ -1,0 +1,1 @@
+"""The fleet dashboard: server-rendered pages (Jinja2) that update themselves with htmx."""
