@@ -227,6 +227,24 @@ def events(device_id: str, limit: int, server: str, token: str, as_json: bool) -
     out.print(table)
 
 
+@cli.command()
+@click.option("--devices", type=click.IntRange(1, 64), default=12, show_default=True, help="Simulated devices to run.")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("otaml-demo"), show_default=True,
+              help="Wiped and recreated (only if an earlier demo made it).")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: at Ctrl-C).")
+def demo(devices: int, port: int, data_dir: Path, duration: float | None) -> None:
+    """Run a server, publish two builds and a fleet of simulated devices rolling out the second."""
+    from otaml.cli.demo import Demo
+
+    d = Demo(data_dir=data_dir, port=port, devices=devices, say=lambda text: err.print(f"demo: {text}"))
+    try:
+        summary = d.run(duration)
+    finally:
+        d.stop()
+    out.print(f"demo: {summary}")
+
+
 @cli.group()
 def model() -> None:
     """On-device model packages (firmware/model)."""

@@ -1,0 +1,162 @@
+"""`release demo`: a live fleet on this machine in under a minute, for a newcomer.
+
+Starts a release server in a fresh demo folder, publishes 1.1, enrolls a small fleet of otaml-sim
+devices (the real firmware core built for the host, running the real model through TFLM), flashes
+them with 1.1, then publishes 1.2 as a staged release and rolls it out ring by ring while the
+dashboard watches. Signs with the committed *test* keys, which the simulator pins: a demo, never
+a deployment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from otaml.cli import publishing
+from otaml.cli.client import ReleaseClient
+from otaml.core.errors import OtamlError
+from otaml.image.synthetic import build_app_image, model_payload
+from otaml.manifest import signing
+
+ROOT = Path(__file__).resolve().parents[3]
+MARKER = ".otaml-demo"
+TOKEN = "changethis"  # development mode: the dashboard login for actions
+
+
+class DemoError(OtamlError):
+    """The demo cannot run here (not a source checkout, no simulator build, a foreign folder)."""
+
+
+@dataclass
+class Demo:
+    data_dir: Path
+    port: int
+    devices: int
+    say: Callable[[str], None]
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _fresh_dir(self) -> None:
+        if self.data_dir.exists():
+            if not (self.data_dir / MARKER).exists():
+                raise DemoError(f"expected an empty folder or an earlier demo's at {self.data_dir}, found other files; pass --data-dir")
+            shutil.rmtree(self.data_dir)
+        self.data_dir.mkdir(parents=True)
+        (self.data_dir / MARKER).write_text("created by `release demo`; deleted by the next one\n")
+
+    def _simulator(self) -> Path:
+        sim = ROOT / "build" / "host" / "otaml-sim-plain"
+        build = ROOT / "scripts" / "build-host"
+        if not build.exists():
+            raise DemoError(f"the demo runs the firmware simulator from a source checkout; {build} is missing")
+        self.say("building the firmware simulator (scripts/build-host; about a minute the first time)")
+        r = subprocess.run([str(build)], capture_output=True, text=True)
+        if r.returncode != 0 or not sim.exists():
+            raise DemoError(f"scripts/build-host failed: {(r.stderr or r.stdout).strip()[-400:]}")
+        return sim
+
+    def _serve(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTAML_")}
+        env.update(
+            OTAML_DATA_DIR=str(self.data_dir / "server"), OTAML_PORT=str(self.port), OTAML_ADMIN_TOKEN=TOKEN,
+            OTAML_POLL_INTERVAL="5", OTAML_DASHBOARD_PUBLIC="true",
+            OTAML_CONFIG_KEY_PATH=str(ROOT / "manifests" / "keys" / "test-config.pem"),
+        )
+        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the process
+        self.procs.append(subprocess.Popen(
+            [sys.executable, "-m", "otaml.cli.main", "serve", "--port", str(self.port), "--log-level", "warning"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        ))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.procs[0].poll() is not None:
+                raise DemoError(f"the server exited; see {self.data_dir / 'server.log'}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise DemoError(f"the server did not answer on port {self.port} within 30 s (port taken? pass --port)")
+
+    def _images(self) -> dict[str, Path]:
+        payload = b""
+        model = ROOT / "firmware" / "model" / "amp_health.tflite"
+        card = model.with_name("amp_health.card.json")
+        try:
+            import tflite_micro  # noqa: F401 - the simulator's TFLM worker needs it
+
+            payload = model_payload(model.read_bytes(), card.read_bytes())
+        except (ImportError, OSError):
+            self.say("no tflite-micro wheel (pip install 'otaml[ml]'): the devices run without their model")
+        out = {}
+        for version in ("1.1", "1.2"):
+            path = self.data_dir / "images" / f"otaml{version.replace('.', '_')}.bin"
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(build_app_image(version, payload=payload))
+            out[version] = path
+        return out
+
+    def run(self, duration: float | None) -> str:
+        self._fresh_dir()
+        sim = self._simulator()
+        self.say(f"starting the release server at {self.url} (data in {self.data_dir})")
+        self._serve()
+        key = signing.load_private_key(ROOT / "manifests" / "keys" / "test-release.pem")
+        images = self._images()
+        with ReleaseClient(self.url, TOKEN) as client:
+            publishing.publish(client, key, version="1.1", path=images["1.1"], channel="stable")
+            self.say(f"published 1.1; flashing and starting {self.devices} simulated devices")
+            for i in range(self.devices):
+                device_id = f"demo-{i:02d}"
+                token = client.enroll(device_id)["token"]
+                if i % 3 == 0:
+                    client.update_device(device_id, tags=["berlin" if i % 2 else "munich"])
+                flash = self.data_dir / "devices" / f"{device_id}.flash"
+                flash.parent.mkdir(exist_ok=True)
+                subprocess.run([str(sim), "--flash", str(flash), "flash", str(images["1.1"])], check=True, capture_output=True)
+                log = open(flash.with_suffix(".log"), "ab")  # noqa: SIM115 - owned by the process
+                self.procs.append(subprocess.Popen(
+                    [str(sim), "--flash", str(flash), "run", "--server", self.url, "--device-id", device_id,
+                     "--token", token, "--interval-ms", "3000", "--ml-interval-ms", "500"],
+                    stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OTAML_SIM_PYTHON": sys.executable},
+                ))
+            client.set_config("channel", "stable", {"ml_interval_ms": 1000, "alert_threshold": 80})
+            publishing.publish(client, key, version="1.2", path=images["1.2"], channel="stable", staged=True)
+            rollout = client.start_rollout({"channel": "stable", "version": "1.2", "rings": [25, 50, 100],
+                                            "success_pct": 100, "soak_seconds": 10})
+            self.say(f"published 1.2 (staged) and started rollout {rollout['id']}: rings 25% -> 50% -> 100%")
+            self.say(f"dashboard: {self.url}/dashboard  (log in with {TOKEN!r} to pause, resume or abort)")
+            started = time.monotonic()
+            while duration is None or time.monotonic() - started < duration:
+                time.sleep(1)
+                if self.procs[0].poll() is not None:
+                    raise DemoError(f"the server stopped; see {self.data_dir / 'server.log'}")
+            devices = client.devices(limit=1000)["data"]
+            state = client.rollout(rollout["id"])
+        versions: dict[str, int] = {}
+        for d in devices:
+            versions[d["version"] or "none"] = versions.get(d["version"] or "none", 0) + 1
+        shown = ", ".join(f"{v}: {n}" for v, n in sorted(versions.items()))
+        return f"{len(devices)} devices ({shown}); rollout {state['id']} {state['state']} at ring {state['stage']}, {state['confirmed']} confirmed"
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
