@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
@@ -67,6 +68,20 @@ def test_config_layers_merge_and_reach_devices_signed_until_acknowledged(server,
     assert cli("config", "set", "channel", "stable", "ml_interval_ms=1000").returncode == 0
     assert take_config(devices[0], public_pem)["properties"] == {"ml_interval_ms": 1000}
     assert json.loads(cli("devices", "--drift", "config", "--json").stdout)["count"] == len(devices)
+
+
+def test_config_show_unset_and_key(server, cli, devices):
+    assert cli("config", "set", "tag", "noisy", "alert_threshold=60").returncode == 0
+    shown = cli("config", "show", "--json")
+    assert json.loads(shown.stdout)["layers"][0]["properties"] == {"alert_threshold": 60}
+    assert "alert_threshold" in cli("config", "show").stdout
+    assert cli("config", "unset", "tag", "noisy").returncode == 0
+    assert json.loads(cli("config", "show", "--json").stdout)["layers"] == []
+    missing = cli("config", "unset", "tag", "noisy")
+    assert missing.returncode == 2 and "no tag config layer 'noisy'" in missing.stderr
+    key = cli("config", "key").stdout
+    pinned = (Path(__file__).resolve().parents[2] / "firmware" / "main" / "keys" / "config_pub.pem").read_text()
+    assert key == pinned  # the test server signs with the key the test firmware pins
 
 
 def test_bad_config_values_and_reports_are_refused(server, cli, devices):

@@ -111,3 +111,61 @@ def test_every_process_serves_a_new_publish_within_its_cache_lifetime(two_server
     r = httpx.get(f"{b.url}/firmware.json", headers=headers)
     assert r.status_code == 200 and json.loads(r.content)["semver"] == "1.2"
     assert httpx.get(json.loads(r.content)["file"]).content == make_image("1.2").read_bytes()
+
+
+@pytest.fixture
+def two_evaluators(tmp_path, database_url):
+    """Two processes that both evaluate rollouts every 0.3 s (as every worker does)."""
+    a = ServerProcess(tmp_path / "data", database_url=database_url).start()
+    b = ServerProcess(tmp_path / "data", database_url=database_url, admin_token=a.admin_token,
+                      env_extra={"OTAML_PUBLIC_URL": a.url}).start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def test_rollout_decisions_agree_across_processes(two_evaluators, tmp_path, signing_key_path):
+    from dataclasses import replace
+
+    from otaml.image.synthetic import build_app_image as image
+    from tests.utils.devices import HttpDevice, ring_bucket
+
+    a, b = two_evaluators
+    cli = Cli(a, signing_key_path, tmp_path)
+    for version, extra in (("1.1", ()), ("1.2", ("--staged",))):
+        path = tmp_path / f"otaml{version}.bin"
+        path.write_bytes(image(version))
+        assert cli("publish", version, str(path), *extra).returncode == 0
+    devices = [HttpDevice.enroll(a, f"dev-{i:02d}") for i in range(30)]
+    via = {d.device_id: (d, replace(d, url=b.url)) for d in devices}  # the same device through either process
+    for d in devices:
+        d.poll()
+    rings = [10, 50, 100]
+    ro = json.loads(cli("rollout", "start", "1.2", "--rings", ",".join(map(str, rings)), "--success-pct", "100", "--json").stdout)
+
+    seen_stages = [0]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with a.admin() as admin:
+            r = admin.get(f"/api/rollouts/{ro['id']}").json()
+        if r["stage"] != seen_stages[-1]:
+            seen_stages.append(r["stage"])
+            # Advanced only after every device of the earlier rings confirmed.
+            done = {d.device_id for d in devices if d.version == "1.2"}
+            assert {d.device_id for d in devices if ring_bucket(d.device_id) < rings[r["stage"] - 1] * 100} <= done
+        if r["state"] == "done":
+            break
+        for i, d in enumerate(devices):
+            first, second = via[d.device_id] if i % 2 else reversed(via[d.device_id])
+            offers = {first.offered(), second.offered()}
+            if len(offers) == 2:  # a change in flight: the other process is at most its TTL behind
+                time.sleep(0.4)
+                offers = {first.offered(), second.offered()}
+            assert len(offers) == 1, (d.device_id, offers)
+            if d.version == "1.1" and offers == {"1.2"}:
+                second.update_to("1.2")  # events through the other process than the poll
+                d.version = first.version = "1.2"
+        time.sleep(0.2)
+    assert r["state"] == "done" and seen_stages == [0, 1, 2], seen_stages
+    late = HttpDevice.enroll(a, "late")
+    assert late.offered() == "1.2" and replace(late, url=b.url).offered() == "1.2"

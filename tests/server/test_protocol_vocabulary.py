@@ -28,3 +28,20 @@ def test_c_header_matches_python():
     c_kinds = re.findall(r'X\(OTAML_EVENT_\w+,\s*"(\w+)"\)', text)
     assert c_reasons == [r.value for r in Reason]
     assert c_kinds == [k.value for k in EventKind]
+
+
+def test_c_header_names_every_protocol_header():
+    from otaml.fleet import protocol
+
+    text = (ROOT / "firmware" / "core" / "include" / "otaml_protocol.h").read_text()
+    c_headers = dict(re.findall(r'#define OTAML_(H_\w+) "([^"]+)"', text))
+    py_headers = {name: value for name, value in vars(protocol).items() if name.startswith("H_")}
+    assert c_headers == py_headers
+
+
+def test_config_properties_agree_between_server_and_firmware():
+    from otaml.fleet.config import PROPERTIES
+
+    source = (ROOT / "firmware" / "core" / "src" / "otaml_config.c").read_text()
+    c_table = {name: (int(lo), int(hi)) for name, lo, hi in re.findall(r'\{"(\w+)", (-?\d+), (-?\d+), -?\d+, offsetof', source)}
+    assert c_table == {p.name: (p.low, p.high) for p in PROPERTIES.values()}

@@ -20,6 +20,7 @@ extern "C" {
 #define OTAML_H_MANIFEST_VERSION "X-Otaml-Manifest-Version"
 #define OTAML_H_SECURE_VERSION "X-Otaml-Secure-Version"
 #define OTAML_H_SIGNATURE "X-Otaml-Signature"
+#define OTAML_H_KEY_ID "X-Otaml-Key-Id" /* informational: the device trusts key_id inside the signed manifest */
 #define OTAML_H_POLL_INTERVAL "X-Otaml-Poll-Interval"
 #define OTAML_H_CONFIG_REVISION "X-Otaml-Config-Revision"
 #define OTAML_H_CONFIG_APPLIED "X-Otaml-Config-Applied"
