@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -67,3 +69,39 @@ def make_image(tmp_path: Path) -> Callable[..., Path]:
         return out
 
     return _make
+
+
+# --- a real browser for the dashboard: Debian's chromium driven by Playwright. Screenshots are kept
+# under build/test-artifacts/dashboard/ (OTAML_TEST_ARTIFACTS overrides) for people to look at. -------
+
+CHROMIUM = os.environ.get("OTAML_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("OTAML_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "build" / "test-artifacts")) / "dashboard"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"expected chromium at {CHROMIUM} (scripts/setup test installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])  # root in CI containers
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(15000)
+    yield pg
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+

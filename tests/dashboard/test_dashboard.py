@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.dashboard.conftest import login
+from tests.utils.browser import login
 from tests.utils.devices import HttpDevice, ring_bucket
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.dashboard.conftest import artifacts, browser, login, page  # noqa: F401 - fixtures
+from tests.utils.browser import login
 from tests.utils.devices import ring_bucket
 from tests.utils.sim import SIM_PLAIN, SimDevice
 
@@ -27,7 +27,7 @@ def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-d
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_fifty_devices_a_failing_first_ring_halts_the_rollout(server, cli, make_image, tmp_path, page, artifacts):  # noqa: F811
+def test_fifty_devices_a_failing_first_ring_halts_the_rollout(server, cli, make_image, tmp_path, page, artifacts):
     assert cli("publish", "1.1", str(make_image("1.1"))).returncode == 0
     image11 = make_image("1.1")
     sims = []

@@ -6,7 +6,6 @@ import base64
 import json
 import socket
 import time
-from pathlib import Path
 
 import httpx
 import pytest

@@ -47,7 +47,6 @@ async def _rollout_loop(ctx: ServerContext) -> None:
     while True:
         await asyncio.sleep(ctx.settings.rollout_eval_interval)
         try:
-            await run_in_threadpool(ctx.checkins.flush, ctx.engine)  # judge on what devices just said
             if await run_in_threadpool(evaluate, ctx.engine, promoted):
                 ctx.policy.invalidate()
         except Exception:

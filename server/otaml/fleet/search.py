@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import Session, func, select
 
 from otaml.fleet.twins import Drift, drift_condition
+from otaml.fleet.tags import has_tag
 from otaml.models import Device
 from otaml.rollouts.policy import FleetPolicy
 
@@ -35,7 +36,7 @@ class DeviceFilter:
         if self.channel:
             conds.append(Device.channel == self.channel)
         if self.tag:
-            conds.append(Device.tags.contains(f'"{self.tag}"', autoescape=True))  # type: ignore[attr-defined]
+            conds.append(has_tag(self.tag))
         if self.state:
             conds.append(Device.last_event == self.state)
         if self.seen_within is not None:

@@ -15,6 +15,7 @@ from sqlalchemy import and_, case, false, or_
 from sqlmodel import Session, select
 
 from otaml.fleet.protocol import EventKind
+from otaml.fleet.tags import has_tag
 from otaml.models import Device, DeviceEvent, DeviceState
 from otaml.releases.publishing import current_release
 from otaml.rollouts.policy import FleetPolicy
@@ -71,7 +72,7 @@ def _desired_version_sql(policy: FleetPolicy, channel: str, baseline: str | None
     rollout = policy.rollouts.get(channel)
     if rollout is not None and rollout.state == "running":
         conds = [Device.bucket < rollout.bound]
-        conds += [Device.tags.contains(f'"{t}"') for t in rollout.tags]  # type: ignore[attr-defined]
+        conds += [has_tag(t) for t in rollout.tags]
         if rollout.devices:
             conds.append(Device.device_id.in_(rollout.devices))  # type: ignore[attr-defined]
         failed = select(DeviceEvent.device_id).where(
