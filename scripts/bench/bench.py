@@ -39,6 +39,9 @@ from tests.utils.postgres import PostgresCluster  # noqa: E402
 from tests.utils.processes import Cli, ServerProcess, free_port  # noqa: E402
 
 TEST_KEY = ROOT / "manifests" / "keys" / "test-release.pem"
+# The tests' ServerProcess shortens every interval to keep tests fast; measure the defaults instead.
+PRODUCTION_TIMINGS = {"OTAML_CHECKIN_FLUSH_INTERVAL": "1", "OTAML_POLICY_TTL": "2", "OTAML_ROLLOUT_EVAL_INTERVAL": "2",
+                      "OTAML_DASHBOARD_REFRESH": "2"}
 ROWS: list[tuple[str, str, str, str]] = []  # (figure, value, baseline, ratio/target)
 
 
@@ -228,7 +231,7 @@ def bench_fleet_queries(pg: PostgresCluster, work: Path, args) -> None:
     import psycopg
 
     url = pg.create_database()
-    srv = ServerProcess(work / "fleetdata", database_url=url).start()
+    srv = ServerProcess(work / "fleetdata", database_url=url, env_extra=PRODUCTION_TIMINGS).start()
     try:
         dsn = url.replace("postgresql+psycopg://", "postgresql://")
         n_dev, n_ev = (20_000, 200_000) if args.quick else (100_000, 1_000_000)
@@ -375,7 +378,7 @@ def main() -> int:
         want = set(args.only or ["http", "fleet", "checkins", "queries"])
         url = pg.create_database()
         server = ServerProcess(work / "data", database_url=url,
-                               env_extra={"OTAML_WORKERS": str(args.workers)}).start()
+                               env_extra={"OTAML_WORKERS": str(args.workers), **PRODUCTION_TIMINGS}).start()
         try:
             if not want & {"http", "fleet"}:
                 raise _Skip

@@ -7,6 +7,7 @@ token lookup the first time a process sees a device (both off the event loop).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Mapping
@@ -122,7 +123,12 @@ async def current_manifest(ctx, channel: str) -> ServedManifest:  # type: ignore
 
 
 async def fleet_policy(ctx) -> FleetPolicy:  # type: ignore[no-untyped-def]
-    return ctx.policy.peek() or await run_in_threadpool(ctx.policy.get)
+    policy, refresh = ctx.policy.peek()
+    if policy is None:
+        return await run_in_threadpool(ctx.policy.get)
+    if refresh:
+        asyncio.get_running_loop().run_in_executor(None, ctx.policy.get)
+    return policy
 
 
 def _config_headers(ctx, policy: FleetPolicy, channel: str, device_id: str, reported: str | None) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -135,8 +135,12 @@ def load(session: Session) -> FleetPolicy:
 
 
 class PolicyCache:
-    """The current FleetPolicy for this process. ``peek`` is for the event loop (no I/O); ``get``
-    may read the database and belongs in a worker thread."""
+    """The current FleetPolicy for this process.
+
+    Past its TTL a snapshot is still served while one background refresh runs (a poll never waits for
+    the database, and a burst of polls never queues behind one). A change made through this process
+    (``invalidate``) is different: the next reader waits for the fresh snapshot, so an operator's
+    pause takes effect here at once."""
 
     def __init__(self, engine: Engine, ttl: float = 2.0):
         self._engine = engine
@@ -144,19 +148,34 @@ class PolicyCache:
         self._lock = threading.Lock()
         self._policy = FleetPolicy(revision=(-1, -1))
         self._checked = -1e9
+        self._valid = False  # False until loaded, and after invalidate()
+        self._refreshing = False
 
-    def peek(self) -> FleetPolicy | None:
-        return self._policy if time.monotonic() - self._checked < self._ttl else None
+    def peek(self) -> tuple[FleetPolicy | None, bool]:
+        """(snapshot, needs_refresh) for the event loop, without I/O. The snapshot is None when the
+        caller must wait for ``get``; needs_refresh is True for exactly one caller per stale period,
+        which should run ``get`` in the background."""
+        if not self._valid:
+            return None, False
+        if time.monotonic() - self._checked < self._ttl or self._refreshing:
+            return self._policy, False
+        self._refreshing = True
+        return self._policy, True
 
     def get(self) -> FleetPolicy:
-        with self._lock:
-            if time.monotonic() - self._checked < self._ttl:
+        """The fresh snapshot; may read the database (call it from a worker thread)."""
+        try:
+            with self._lock:
+                if self._valid and time.monotonic() - self._checked < self._ttl:
+                    return self._policy
+                with Session(self._engine) as session:
+                    if not self._valid or revision.current(session) != self._policy.revision:
+                        self._policy = load(session)
+                self._checked = time.monotonic()
+                self._valid = True
                 return self._policy
-            with Session(self._engine) as session:
-                if revision.current(session) != self._policy.revision:
-                    self._policy = load(session)
-            self._checked = time.monotonic()
-            return self._policy
+        finally:
+            self._refreshing = False
 
     def invalidate(self) -> None:
-        self._checked = -1e9
+        self._valid = False
