@@ -6,24 +6,17 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import httpx
 import pytest
 
 from tests.utils.browser import login
 from tests.utils.devices import HttpDevice, ring_bucket
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def api(server, path: str, **params):  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ import pytest
 from tests.utils.browser import login
 from tests.utils.devices import ring_bucket
 from tests.utils.sim import SIM_PLAIN, SimDevice
+from tests.utils.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -18,13 +19,6 @@ FLEET = [f"node-{i:03d}" for i in range(50)]
 RINGS = [10, 50, 100]
 
 
-def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_fifty_devices_a_failing_first_ring_halts_the_rollout(server, cli, make_image, tmp_path, page, artifacts):

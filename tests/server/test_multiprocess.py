@@ -19,16 +19,23 @@ from otaml.manifest.format import build_manifest_bytes
 from otaml.manifest import signing
 from otaml.releases.urls import binary_url
 from tests.utils.processes import Cli, ServerProcess
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def two_servers(tmp_path, database_url):
+def start_two(tmp_path, database_url, **a_env: str) -> tuple[ServerProcess, ServerProcess]:
     """Two processes sharing one database and one data dir (as N workers behind a load balancer)."""
-    a = ServerProcess(tmp_path / "data", database_url=database_url, env_extra={"OTAML_CHECKIN_FLUSH_INTERVAL": "60"}).start()
+    a = ServerProcess(tmp_path / "data", database_url=database_url, env_extra=a_env).start()
     b = ServerProcess(tmp_path / "data", database_url=database_url, admin_token=a.admin_token,
                       env_extra={"OTAML_PUBLIC_URL": a.url}).start()
+    return a, b
+
+
+@pytest.fixture
+def two_servers(tmp_path, database_url):
+    """A holds its check-ins for a minute, B writes them at once."""
+    a, b = start_two(tmp_path, database_url, OTAML_CHECKIN_FLUSH_INTERVAL="60")
     yield a, b
     a.stop()
     b.stop()
@@ -116,9 +123,7 @@ def test_every_process_serves_a_new_publish_within_its_cache_lifetime(two_server
 @pytest.fixture
 def two_evaluators(tmp_path, database_url):
     """Two processes that both evaluate rollouts every 0.3 s (as every worker does)."""
-    a = ServerProcess(tmp_path / "data", database_url=database_url).start()
-    b = ServerProcess(tmp_path / "data", database_url=database_url, admin_token=a.admin_token,
-                      env_extra={"OTAML_PUBLIC_URL": a.url}).start()
+    a, b = start_two(tmp_path, database_url)
     yield a, b
     a.stop()
     b.stop()
@@ -157,11 +162,9 @@ def test_rollout_decisions_agree_across_processes(two_evaluators, tmp_path, sign
             break
         for i, d in enumerate(devices):
             first, second = via[d.device_id] if i % 2 else reversed(via[d.device_id])
-            offers = {first.offered(), second.offered()}
-            if len(offers) == 2:  # a change in flight: the other process is at most its TTL behind
-                time.sleep(0.4)
-                offers = {first.offered(), second.offered()}
-            assert len(offers) == 1, (d.device_id, offers)
+            # Right after a decision the other process may be one policy TTL (0.3 s here) behind.
+            offers = wait_for(lambda: len(o := {first.offered(), second.offered()}) == 1 and o,
+                              timeout=2, what=f"both processes to offer {d.device_id} the same")
             if d.version == "1.1" and offers == {"1.2"}:
                 second.update_to("1.2")  # events through the other process than the poll
                 d.version = first.version = "1.2"

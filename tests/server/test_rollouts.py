@@ -4,24 +4,16 @@ reached rings, advancing on confirmations, halting on failures, and the operator
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
 
 from tests.utils.devices import HttpDevice, ring_bucket
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def rollout(server, rollout_id: int) -> dict:

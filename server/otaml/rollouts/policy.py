@@ -138,9 +138,10 @@ class PolicyCache:
     """The current FleetPolicy for this process.
 
     Past its TTL a snapshot is still served while one background refresh runs (a poll never waits for
-    the database, and a burst of polls never queues behind one). A change made through this process
-    (``invalidate``) is different: the next reader waits for the fresh snapshot, so an operator's
-    pause takes effect here at once."""
+    the database, and a burst of polls never queues behind one). Past three TTLs (a process nobody
+    polled for a while) the next reader waits: an idle process must not answer with an hour-old
+    rollout. A change made through this process (``invalidate``) also makes the next reader wait, so
+    an operator's pause takes effect here at once."""
 
     def __init__(self, engine: Engine, ttl: float = 2.0):
         self._engine = engine
@@ -155,9 +156,10 @@ class PolicyCache:
         """(snapshot, needs_refresh) for the event loop, without I/O. The snapshot is None when the
         caller must wait for ``get``; needs_refresh is True for exactly one caller per stale period,
         which should run ``get`` in the background."""
-        if not self._valid:
+        age = time.monotonic() - self._checked
+        if not self._valid or age >= 3 * self._ttl:
             return None, False
-        if time.monotonic() - self._checked < self._ttl or self._refreshing:
+        if age < self._ttl or self._refreshing:
             return self._policy, False
         self._refreshing = True
         return self._policy, True
