@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from sqlmodel import select
 
 from otaml.api.deps import AdminDep, ContextDep, SessionDep
-from otaml.models import Rollout, RolloutCreate, RolloutPublic, RolloutsPublic
+from otaml.models import ACTIVE_ROLLOUT_STATES, Rollout, RolloutCreate, RolloutPublic, RolloutsPublic
 from otaml.rollouts import service
 
 router = APIRouter(prefix="/api/rollouts", tags=["rollouts"])
@@ -23,15 +23,16 @@ def start_rollout(spec: RolloutCreate, session: SessionDep, ctx: ContextDep, _: 
 
 @router.get("", summary="Rollouts, newest first, with per-ring progress")
 def list_rollouts(
-    session: SessionDep, ctx: ContextDep, _: AdminDep, channel: str | None = None, active: bool = False
+    session: SessionDep, ctx: ContextDep, _: AdminDep, channel: str | None = None, active: bool = False,
+    limit: int = Query(20, ge=1, le=200),
 ) -> RolloutsPublic:
     ctx.checkins.flush(ctx.engine)
     query = select(Rollout).order_by(Rollout.id.desc())  # type: ignore[union-attr]
     if channel is not None:
         query = query.where(Rollout.channel == channel)
-    rows = session.exec(query).all()
     if active:
-        rows = [r for r in rows if r.state in ("running", "paused", "halted")]
+        query = query.where(Rollout.state.in_(ACTIVE_ROLLOUT_STATES))  # type: ignore[attr-defined]
+    rows = session.exec(query.limit(limit)).all()
     data = [service.public(session, r) for r in rows]
     return RolloutsPublic(data=data, count=len(data))
 
