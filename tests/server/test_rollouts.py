@@ -103,6 +103,19 @@ def test_silence_after_taking_the_update_counts_as_failure(server, cli, fleet):
     assert "silent after taking the update" in halted["halt_reason"]
 
 
+def test_a_staged_release_under_rollout_can_be_re_signed(server, cli, fleet):
+    start(cli, "--rings", "100", "--min-reports", "50")
+    before = json.loads(fleet[0].poll().content)
+    r = cli("refresh", "--version", "1.2", "--expires-in", "60d")
+    assert r.returncode == 0, r.stderr
+    after = json.loads(fleet[0].poll().content)
+    assert after["semver"] == "1.2" and after["manifest_version"] > before["manifest_version"]
+    assert after["expires"] > before["expires"]
+    assert [x["version"] for x in json.loads(cli("list", "--json").stdout) if x["current"]] == ["1.1"]  # still staged
+    wrong = cli("refresh", "--version", "9.9")
+    assert wrong.returncode == 2 and "expected the current or a staged release" in wrong.stderr
+
+
 def test_operator_actions_and_refusals(server, cli, fleet):
     not_staged = cli("rollout", "start", "1.1")
     assert not_staged.returncode == 2 and "already the baseline" in not_staged.stderr

@@ -146,15 +146,16 @@ def publish(version: str, file: Path, channel: str, chip: str | None, no_legacy:
 
 @cli.command()
 @click.option("--channel", default="stable", show_default=True)
+@click.option("--version", "version_", default=None, help="A staged release under rollout instead of the current one.")
 @expires_option
 @server_option
 @token_option
 @key_option
-def refresh(channel: str, expires_in: int, server: str, token: str, key: Path) -> None:
+def refresh(channel: str, version_: str | None, expires_in: int, server: str, token: str, key: Path) -> None:
     """Re-sign the channel's current manifest with the next manifest_version and a new expiry."""
     signing_key = signing.load_private_key(key)
     with ReleaseClient(server, token) as client:
-        m = publishing.refresh(client, signing_key, channel=channel, expires_in=expires_in)
+        m = publishing.refresh(client, signing_key, channel=channel, expires_in=expires_in, version=version_)
     out.print(f"refreshed {channel}: {m['version']} as manifest_version {m['manifest_version']}, expires {m['expires']}Z")
 
 

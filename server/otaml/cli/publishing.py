@@ -125,13 +125,21 @@ def publish(
     )
 
 
-def refresh(client: ReleaseClient, key: signing.SigningKey, *, channel: str, expires_in: int = DEFAULT_EXPIRY) -> dict[str, Any]:
-    """Re-sign the channel's current release with the next manifest_version and a new expiry."""
+def refresh(client: ReleaseClient, key: signing.SigningKey, *, channel: str, expires_in: int = DEFAULT_EXPIRY,
+            version: str | None = None) -> dict[str, Any]:
+    """Re-sign the channel's current release (or its staged ``version``, under rollout) with the next
+    manifest_version and a new expiry."""
     info = client.info()
     current = next((c["current"] for c in info["channels"] if c["name"] == channel and c["current"]), None)
     if current is None:
         raise ManifestError(f"no release published on channel {channel!r}; nothing to refresh")
-    release = next(r for r in client.releases(channel)["data"] if r["current"])
+    releases = client.releases(channel)["data"]
+    if version is None:
+        release = next(r for r in releases if r["current"])
+    else:
+        release = next((r for r in releases if r["version"] == version and (r["current"] or r["staged"])), None)
+        if release is None:
+            raise ManifestError(f"expected the current or a staged release of {channel!r}, got {version!r}")
     manifest = build_manifest_bytes(
         semver=release["version"],
         file_url=release["file_url"],

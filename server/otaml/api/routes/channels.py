@@ -65,5 +65,6 @@ async def refresh_manifest(
         return await run_in_threadpool(_refresh)
     finally:
         ctx.manifests.invalidate(channel)
+        ctx.policy.invalidate()  # a staged release's fresh manifest
 
 
