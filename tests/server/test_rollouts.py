@@ -137,6 +137,8 @@ def test_operator_actions_and_refusals(server, cli, fleet):
 
     assert cli("rollout", "abort", str(ro["id"])).returncode == 0
     assert rollout(server, ro["id"])["state"] == "aborted"
+    nothing = cli("rollout", "pause")
+    assert nothing.returncode == 2 and "expected an unfinished rollout on channel 'stable', found none" in nothing.stderr
     assert ring0[1].offered() == "1.1"  # never offered again...
     assert ring0[0].offered() == "1.2"  # ...but a device already on it keeps its manifest (no replay refusal)
     # 1.2 never becomes the baseline; the next release must still sort above it.

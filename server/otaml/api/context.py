@@ -10,7 +10,6 @@ from otaml.core.config import Settings
 from otaml.fleet.checkins import CheckinBuffer
 from otaml.fleet.config import ConfigSigner, SignedConfigCache
 from otaml.fleet.tokens import TokenCache
-from otaml.releases.serving import ManifestCache
 from otaml.rollouts.policy import PolicyCache
 from otaml.storage.blob_cache import BlobCache
 from otaml.storage.blobs import BlobStore
@@ -25,7 +24,6 @@ class ServerContext:
     mirror: StaticMirror
     checkins: CheckinBuffer
     tokens: TokenCache
-    manifests: ManifestCache
     blob_cache: BlobCache
     policy: PolicyCache
     config_docs: SignedConfigCache
@@ -41,7 +39,6 @@ class ServerContext:
             mirror=StaticMirror(settings.data_dir / "static", settings.default_channel),
             checkins=CheckinBuffer(),
             tokens=TokenCache(engine),
-            manifests=ManifestCache(engine),
             policy=PolicyCache(engine, settings.policy_ttl),
             config_docs=SignedConfigCache(ConfigSigner(settings.config_key_file)),
         )

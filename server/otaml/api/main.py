@@ -39,8 +39,6 @@ async def _flush_loop(ctx: ServerContext) -> None:
 
 async def _rollout_loop(ctx: ServerContext) -> None:
     def promoted(release: Release) -> None:
-        # The promoting process updates its baseline at once; others within the manifest cache TTL.
-        ctx.manifests.invalidate(release.channel)
         with Session(ctx.engine) as session:
             rebuild_mirror(session, ctx.store, ctx.mirror)
 

@@ -10,11 +10,7 @@ from rich.table import Table
 
 from otaml.cli.client import ReleaseClient
 from otaml.cli.options import err, json_option, out, server_option, token_option
-from otaml.core.errors import OtamlError
-
-
-class UsageError(OtamlError):
-    """A command-line value is malformed (reported through the one error funnel)."""
+from otaml.core.errors import NotFoundError
 
 
 def _percent_list(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
@@ -29,7 +25,7 @@ def _pick(client: ReleaseClient, rollout_id: int | None, channel: str) -> int:
         return rollout_id
     active = client.rollouts(channel, active=True)["data"]
     if not active:
-        raise UsageError(f"expected an unfinished rollout on channel {channel!r}, found none (name one by id)")
+        raise NotFoundError(f"expected an unfinished rollout on channel {channel!r}, found none (name one by id)")
     return int(active[0]["id"])
 
 

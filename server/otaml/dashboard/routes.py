@@ -93,14 +93,14 @@ def logout() -> Response:
 # --- overview ------------------------------------------------------------------------------------------
 
 
-def _overview(request: Request, ctx, name: str) -> Response:  # type: ignore[no-untyped-def]
+def _overview(request: Request, ctx, name: str, message: str = "") -> Response:  # type: ignore[no-untyped-def]
     viewer = _viewer(request, ctx)
     if viewer is None:
         return _to_login(request)
     ctx.checkins.flush(ctx.engine)
     with Session(ctx.engine) as session:
         data = views.overview(session, ctx.policy.get(), ctx.settings.poll_interval)
-    return _render(request, name, viewer=viewer, o=data, message="")
+    return _render(request, name, viewer=viewer, o=data, message=message)
 
 
 @router.get("")
@@ -133,10 +133,7 @@ def rollout_action(
     ctx.policy.invalidate()
     if not request.headers.get("hx-request"):
         return RedirectResponse("/dashboard", status_code=303)
-    viewer = _viewer(request, ctx)
-    with Session(ctx.engine) as session:
-        data = views.overview(session, ctx.policy.get(), ctx.settings.poll_interval)
-    return _render(request, "_overview.html", viewer=viewer, o=data, message=message)
+    return _overview(request, ctx, "_overview.html", message)
 
 
 # --- devices -------------------------------------------------------------------------------------------

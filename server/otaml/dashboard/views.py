@@ -124,4 +124,4 @@ def device_detail(session: Session, policy: FleetPolicy, device: Device) -> Devi
     ).all()
     counters = json.loads(device.ml_counters) if device.ml_counters else {}
     chart = bar_chart([Bar(k, v) for k, v in counters.items()], title="Predictions per class since boot")
-    return DeviceDetail(device, json.loads(device.tags), device_state(session, policy, device), list(events), chart, counters)
+    return DeviceDetail(device, json.loads(device.tags), device_state(policy, device), list(events), chart, counters)

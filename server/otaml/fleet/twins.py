@@ -15,10 +15,9 @@ from sqlalchemy import and_, case, false, or_
 from sqlmodel import Session, select
 
 from otaml.fleet.protocol import EventKind
-from otaml.fleet.tags import has_tag
 from otaml.models import Device, DeviceEvent, DeviceState
-from otaml.releases.publishing import current_release
 from otaml.rollouts.policy import FleetPolicy
+from otaml.rollouts.progress import narrowed_by
 
 
 class Drift(StrEnum):
@@ -27,22 +26,11 @@ class Drift(StrEnum):
     CONFIG = "config"
 
 
-def baselines(session: Session, channels: set[str]) -> dict[str, str]:
-    out = {}
-    for channel in channels:
-        release = current_release(session, channel)
-        if release is not None:
-            out[channel] = release.version
-    return out
-
-
-def device_state(session: Session, policy: FleetPolicy, device: Device) -> DeviceState:
-    choice = policy.choose(device.channel or "", device.device_id, device.version) if device.channel else None
-    if choice is None:
+def device_state(policy: FleetPolicy, device: Device) -> DeviceState:
+    if device.channel is None:
         desired, because = None, "unknown channel (never polled)"
-    elif choice.because == "baseline":
-        desired, because = baselines(session, {device.channel or ""}).get(device.channel or ""), "baseline"
     else:
+        choice = policy.choose(device.channel, device.device_id, device.version)
         desired, because = choice.version, choice.because
     desired_config = policy.desired_config(device.channel, device.device_id)
     revision = policy.revision[1]
@@ -71,10 +59,7 @@ def _desired_version_sql(policy: FleetPolicy, channel: str, baseline: str | None
         whens.append((Device.version.in_(staged), Device.version))  # type: ignore[union-attr]
     rollout = policy.rollouts.get(channel)
     if rollout is not None and rollout.state == "running":
-        conds = [Device.bucket < rollout.bound]
-        conds += [has_tag(t) for t in rollout.tags]
-        if rollout.devices:
-            conds.append(Device.device_id.in_(rollout.devices))  # type: ignore[attr-defined]
+        conds = [Device.bucket < rollout.bound, *narrowed_by(rollout.tags, rollout.devices)]
         failed = select(DeviceEvent.device_id).where(
             DeviceEvent.version == rollout.version, DeviceEvent.kind == EventKind.ROLLED_BACK
         )
@@ -85,10 +70,10 @@ def _desired_version_sql(policy: FleetPolicy, channel: str, baseline: str | None
 
 def firmware_differs_sql(session: Session, policy: FleetPolicy):  # type: ignore[no-untyped-def]
     channels = set(session.exec(select(Device.channel).where(Device.channel.is_not(None)).distinct()).all())  # type: ignore[union-attr]
-    base = baselines(session, channels)  # type: ignore[arg-type]
     per_channel = []
     for channel in channels:
-        desired = _desired_version_sql(policy, channel, base.get(channel))  # type: ignore[arg-type]
+        baseline, _ = policy.baselines.get(channel, (None, None))  # type: ignore[arg-type]
+        desired = _desired_version_sql(policy, channel, baseline)  # type: ignore[arg-type]
         per_channel.append(and_(Device.channel == channel, desired.is_not(None), Device.version.is_distinct_from(desired)))  # type: ignore[union-attr]
     return or_(*per_channel) if per_channel else false()
 

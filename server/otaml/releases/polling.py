@@ -110,13 +110,11 @@ def checkin_from_headers(h: Mapping[str, str], device_id: str, channel: str) -> 
 
 
 async def current_manifest(ctx, channel: str) -> ServedManifest:  # type: ignore[no-untyped-def]
-    """The channel's signed manifest from the cache (refilled off the event loop).
+    """The channel's baseline manifest from the fleet policy (refilled off the event loop).
     Raises NotFoundError for an invalid channel name or an empty channel."""
     if not is_valid_channel(channel):
         raise NotFoundError(f"no channel {channel[:40]!r}")
-    served = ctx.manifests.peek(channel)
-    if served is False:
-        served = await run_in_threadpool(ctx.manifests.get, channel)
+    _, served = (await fleet_policy(ctx)).baselines.get(channel, (None, None))
     if served is None:
         raise NotFoundError(f"no release published on channel {channel!r}")
     return served
@@ -157,16 +155,20 @@ async def answer_poll(ctx, channel: str, h: Mapping[str, str]) -> PollAnswer:  #
             if not await ctx.tokens.verify(device_id, bearer_token(h.get("authorization"))):
                 raise AuthError(f"unknown device {device_id[:64]!r} or wrong device token")
             ctx.checkins.record(checkin_from_headers(h, device_id, channel))
-        served = None
-        if device_id is not None:
+        if device_id is None:
+            served = await current_manifest(ctx, channel)
+        else:
+            if not is_valid_channel(channel):
+                raise NotFoundError(f"no channel {channel[:40]!r}")
             policy = await fleet_policy(ctx)
             choice = policy.choose(channel, device_id, h.get("x-otaml-version"))
             extra = _config_headers(ctx, policy, channel, device_id, h.get("x-otaml-config-revision"))
-            if choice.manifest is None and choice.because != "baseline":
-                raise NotFoundError(f"device is {choice.because} at {choice.version}, which has no manifest on {channel!r}")
+            if choice.manifest is None:
+                raise NotFoundError(
+                    f"no release published on channel {channel!r}" if choice.because == "baseline" else
+                    f"device is {choice.because} at {choice.version}, which has no manifest on {channel!r}"
+                )
             served = choice.manifest
-        if served is None:
-            served = await current_manifest(ctx, channel)
     except OtamlError as e:
         body = json.dumps({"detail": str(e), "error": type(e).__name__}).encode()
         return PollAnswer(e.status, {**interval, **extra}, body)

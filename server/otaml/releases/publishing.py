@@ -206,8 +206,7 @@ def publish(
         session.flush()
         manifest = _manifest_row(doc, release, manifest_bytes, signature)
         session.add(manifest)
-        if hold_back:
-            bump_policy(session)
+        bump_policy(session)  # every process reloads its fleet policy: a new baseline or staged release
         session.flush()  # surfaces a concurrent manifest_version before the blob moves
     except IntegrityError:
         # Another process published (or registered the first key) between our reads and writes.
@@ -276,8 +275,7 @@ def refresh(
             )
         manifest = _manifest_row(doc, release, manifest_bytes, signature)
         session.add(manifest)
-        if release.staged:
-            bump_policy(session)
+        bump_policy(session)
         session.commit()
     except IntegrityError:
         session.rollback()

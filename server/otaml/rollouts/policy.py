@@ -1,5 +1,7 @@
 """The fleet policy each server process keeps in memory for the poll path: which signed manifest a
-device is offered (pin, hold, rollout or baseline) and which configuration it should run.
+device is offered (pin, hold, rollout or the channel's baseline) and which configuration it should run.
+It is the poll path's only cache: publishes, refreshes and rollout decisions all bump the fleet
+revision.
 
 A snapshot is rebuilt from the database when the fleet revision moved (checked at most every
 ``ttl`` seconds, one indexed read), so polls never query per device and all processes converge
@@ -48,9 +50,9 @@ class ActiveRollout:
 
 @dataclass(frozen=True)
 class Choice:
-    manifest: ServedManifest | None  # None: the channel's baseline (or nothing, for a hold)
+    manifest: ServedManifest | None  # None: that version has no manifest on the channel (or nothing is published)
     because: str  # pin | hold | staged | rollout | baseline
-    version: str | None = None  # the version chosen, when not the baseline
+    version: str | None = None
 
 
 @dataclass
@@ -59,6 +61,7 @@ class FleetPolicy:
     rollouts: dict[str, ActiveRollout] = field(default_factory=dict)  # by channel
     staged: dict[tuple[str, str], ServedManifest] = field(default_factory=dict)  # (channel, version)
     releases: dict[tuple[str, str], ServedManifest] = field(default_factory=dict)  # newest manifest per release
+    baselines: dict[str, tuple[str, ServedManifest]] = field(default_factory=dict)  # channel: (version, manifest)
     pins: dict[str, str] = field(default_factory=dict)
     holds: frozenset[str] = frozenset()
     tags: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -83,7 +86,8 @@ class FleetPolicy:
         rollout = self.rollouts.get(channel)
         if rollout is not None and rollout.offers(device_id, self.device_tags(device_id)):
             return Choice(rollout.manifest, "rollout", rollout.version)
-        return Choice(None, "baseline")
+        version, manifest = self.baselines.get(channel, (None, None))
+        return Choice(manifest, "baseline", version)
 
     def desired_config(self, channel: str | None, device_id: str) -> dict[str, int]:
         tag_layers = [self.layers.get((ConfigScope.TAG, t)) for t in sorted(self.device_tags(device_id))]
@@ -98,12 +102,14 @@ def load(session: Session) -> FleetPolicy:
     for m in session.exec(select(Manifest).order_by(Manifest.manifest_version)).all():  # type: ignore[arg-type]
         newest[m.release_id] = m
     releases = {r.id: r for r in session.exec(select(Release)).all()}
-    for release_id, m in newest.items():
+    for release_id, m in sorted(newest.items()):  # by release: a channel's newest non-staged one is its baseline
         release = releases[release_id]
         s = served(m)
         policy.releases[(release.channel, release.version)] = s
         if release.staged:
             policy.staged[(release.channel, release.version)] = s
+        else:
+            policy.baselines[release.channel] = (release.version, s)
     for ro in session.exec(select(Rollout).where(Rollout.state.in_(ACTIVE_ROLLOUT_STATES))).all():  # type: ignore[attr-defined]
         manifest = policy.staged.get((ro.channel, ro.version))
         if manifest is None:

@@ -5,6 +5,7 @@ that reported anything for this version, so it stays cheap at 100k devices."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -36,14 +37,17 @@ def _as_utc(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
+def narrowed_by(tags: Collection[str], devices: Collection[str]) -> list:  # type: ignore[type-arg]
+    """SQL for rings.matches: every tag, and the device list if there is one."""
+    conds = [has_tag(tag) for tag in tags]
+    if devices:
+        conds.append(Device.device_id.in_(devices))  # type: ignore[attr-defined]
+    return conds
+
+
 def device_filter(rollout: Rollout) -> list:  # type: ignore[type-arg]
     """SQL conditions: on the rollout's channel and matching its tags and device list."""
-    conds = [Device.channel == rollout.channel]
-    for tag in rollout.tags:
-        conds.append(has_tag(tag))
-    if rollout.devices:
-        conds.append(Device.device_id.in_(rollout.devices))  # type: ignore[attr-defined]
-    return conds
+    return [Device.channel == rollout.channel, *narrowed_by(rollout.tags, rollout.devices)]
 
 
 def ring_case(rings: list[int]):  # type: ignore[no-untyped-def]

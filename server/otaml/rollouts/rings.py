@@ -18,18 +18,6 @@ def bound(rings: Sequence[int], stage: int) -> int:
     return rings[stage] * (BUCKETS // 100)
 
 
-def band(rings: Sequence[int], ring: int) -> tuple[int, int]:
-    """[low, high) buckets of one ring."""
-    return (bound(rings, ring - 1) if ring > 0 else 0, bound(rings, ring))
-
-
-def ring_of(rings: Sequence[int], b: int) -> int:
-    for i in range(len(rings)):
-        if b < bound(rings, i):
-            return i
-    return len(rings) - 1
-
-
 def matches(device_id: str, device_tags: Collection[str], tags: Collection[str], devices: Collection[str]) -> bool:
     """A rollout narrowed by tags takes devices carrying all of them; by a device list, only those."""
     if devices and device_id not in devices:

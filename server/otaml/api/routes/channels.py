@@ -64,7 +64,6 @@ async def refresh_manifest(
     try:
         return await run_in_threadpool(_refresh)
     finally:
-        ctx.manifests.invalidate(channel)
-        ctx.policy.invalidate()  # a staged release's fresh manifest
+        ctx.policy.invalidate()
 
 

@@ -122,7 +122,7 @@ async def device_twin(device_id: str, ctx: ContextDep, _: AdminDep) -> DeviceSta
     def _state() -> DeviceState:
         ctx.checkins.flush(ctx.engine)
         with Session(ctx.engine) as session:
-            return device_state(session, policy, _device(session, device_id))
+            return device_state(policy, _device(session, device_id))
 
     return await run_in_threadpool(_state)
 

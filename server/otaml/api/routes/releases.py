@@ -87,7 +87,6 @@ async def publish_release(
     try:
         return await run_in_threadpool(_publish)
     finally:
-        ctx.manifests.invalidate(channel)
         ctx.policy.invalidate()
 
 
