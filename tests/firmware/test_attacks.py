@@ -48,6 +48,23 @@ def assert_untouched(dev):
     assert "inst_ver" not in info["nvs"]
 
 
+@pytest.fixture
+def attacked(mitm, cli, enroll, make_image, on_1_1):
+    """attacked(tamper, device_id, polls) -> (device, its log): a device on 1.1 behind the attacker
+    polls while 1.2 is published, and must come out untouched."""
+
+    def _run(tamper, device_id: str, polls: int) -> str:
+        mitm.tamper = tamper
+        dev = enroll(device_id, mitm.url)
+        dev.flash_image(on_1_1)
+        assert cli("publish", "1.2", str(make_image("1.2"))).returncode == 0
+        log = dev.run(polls=polls)
+        assert_untouched(dev)
+        return dev, log
+
+    return _run
+
+
 def rejected(events, device_id):
     return [e["reason"] for e in events(device_id) if e["kind"] == "rejected"]
 
@@ -56,7 +73,7 @@ def is_manifest(path: str) -> bool:
     return path.split("?")[0].endswith("/firmware.json")
 
 
-def test_tampered_manifest_fails_its_signature(mitm, cli, enroll, make_image, on_1_1, events):
+def test_tampered_manifest_fails_its_signature(attacked, events):
     def tamper(path, up):
         if is_manifest(path) and up.status == 200:
             body = up.body.replace(b'"channel": "stable"', b'"channel": "stable" ')
@@ -64,13 +81,8 @@ def test_tampered_manifest_fails_its_signature(mitm, cli, enroll, make_image, on
                          "Content-Length": str(len(body))}, iter([body])
         return None
 
-    mitm.tamper = tamper
-    dev = enroll("dev-sig", mitm.url)
-    dev.flash_image(on_1_1)
-    assert cli("publish", "1.2", str(make_image("1.2"))).returncode == 0
-    log = dev.run(polls=3)
+    _, log = attacked(tamper, "dev-sig", polls=3)
     assert "signature does not verify" in log
-    assert_untouched(dev)
     assert rejected(events, "dev-sig") == ["bad_signature"]
 
 
@@ -95,7 +107,7 @@ def test_replayed_older_manifest_is_refused(server, mitm, cli, enroll, make_imag
     assert rejected(events, "dev-replay") == ["manifest_replayed"]
 
 
-def test_binary_with_wrong_hash_is_refused(mitm, cli, enroll, make_image, on_1_1, events):
+def test_binary_with_wrong_hash_is_refused(attacked, events):
     def corrupt(path, up):
         if path.startswith("/binaries/") and up.status == 200:
             body = bytearray(up.body)
@@ -103,18 +115,13 @@ def test_binary_with_wrong_hash_is_refused(mitm, cli, enroll, make_image, on_1_1
             return 200, {"Content-Length": str(len(body))}, iter([bytes(body)])
         return None
 
-    mitm.tamper = corrupt
-    dev = enroll("dev-hash", mitm.url)
-    dev.flash_image(on_1_1)
-    assert cli("publish", "1.2", str(make_image("1.2"))).returncode == 0
-    log = dev.run(polls=3)
+    dev, log = attacked(corrupt, "dev-hash", polls=3)
     assert "refused 1.2: hash_mismatch" in log
-    assert_untouched(dev)
     assert rejected(events, "dev-hash") == ["hash_mismatch"]  # once: the same manifest is not retried
     assert "dl_sha" not in dev.info()["nvs"]
 
 
-def test_endless_binary_is_cut_at_the_declared_size(mitm, cli, enroll, make_image, on_1_1, events):
+def test_endless_binary_is_cut_at_the_declared_size(attacked, events):
     sent = {"bytes": 0}
 
     def endless(path, up):
@@ -127,13 +134,8 @@ def test_endless_binary_is_cut_at_the_declared_size(mitm, cli, enroll, make_imag
             return 200, {}, forever()
         return None
 
-    mitm.tamper = endless
-    dev = enroll("dev-endless", mitm.url)
-    dev.flash_image(on_1_1)
-    assert cli("publish", "1.2", str(make_image("1.2"))).returncode == 0
-    log = dev.run(polls=2)
+    _, log = attacked(endless, "dev-endless", polls=2)
     assert "refused 1.2: size_mismatch" in log
-    assert_untouched(dev)
     assert rejected(events, "dev-endless") == ["size_mismatch"]
     assert sent["bytes"] < 4 * 1024 * 1024, "the device kept reading past the declared size"
 

@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from tests.firmware.conftest import kinds
-from tests.utils.sim import SIM_PLAIN, wait_until
+from tests.utils.sim import SIM_PLAIN
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +23,7 @@ def test_power_loss_mid_download_keeps_1_1_and_resumes_later(cli, enroll, make_i
     assert cli("publish", "1.2", str(big)).returncode == 0
 
     dev.start(0, 200, "--download-rate", "400000")  # a slow radio: ~4 s for the image
-    assert wait_until(lambda: dev.info()["nvs"].get("dl_off", 0) >= 256 * 1024, timeout=60), dev.log()
+    wait_for(lambda: dev.info()["nvs"].get("dl_off", 0) >= 256 * 1024, timeout=60, what="256 KB saved", interval=0.05)
     dev.kill()
     info = dev.info()
     offset = info["nvs"]["dl_off"]

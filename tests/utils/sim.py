@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,12 +80,3 @@ class SimDevice:
     def booted_version(self) -> str:
         info = self.info()
         return next(s["version"] for s in info["slots"] if s["label"] == info["boot_slot"])
-
-
-def wait_until(condition, timeout: float = 30.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return False
