@@ -286,6 +286,7 @@ class DeviceEventsPublic(SQLModel):
 
 
 class RolloutState(StrEnum):
+    WAITING = "waiting"  # started, but no device matches yet: nobody is offered the release until one does
     RUNNING = "running"
     PAUSED = "paused"  # by the operator: nobody new is offered the release
     HALTED = "halted"  # by the failure threshold: nobody new is offered the release
@@ -293,7 +294,8 @@ class RolloutState(StrEnum):
     DONE = "done"  # final: every ring succeeded and the release is the channel's baseline
 
 
-ACTIVE_ROLLOUT_STATES = (RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.HALTED)
+ACTIVE_ROLLOUT_STATES = (RolloutState.WAITING, RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.HALTED)
+EVALUATED_ROLLOUT_STATES = (RolloutState.WAITING, RolloutState.RUNNING)
 
 
 class RolloutBase(SQLModel):
@@ -336,6 +338,9 @@ class Rollout(RolloutBase, table=True):
     release_id: int = Field(foreign_key="release.id", index=True)
     state: str = Field(default=RolloutState.RUNNING, max_length=16, index=True)
     stage: int = 0  # index into rings
+    # Bucket bounds of the rings reached so far (rings.entry_bound): fixed when a ring is entered, only
+    # ever widened to take in a first device, so a device offered the release stays in its ring.
+    bounds: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
     halt_reason: str = Field(default="", max_length=256)
     # Failures the operator saw when resuming a halted rollout: only failures beyond these count again.
     acknowledged_failures: int = 0
@@ -347,11 +352,13 @@ class Rollout(RolloutBase, table=True):
 class RingProgress(SQLModel):
     ring: int  # index
     percent: int
+    bound: int  # devices with a bucket below this are in rings 0..ring (widened on small fleets)
     devices: int  # in this ring (its band of buckets), on the channel, matching the rollout's filters
     confirmed: int
     failed: int  # rolled back, rejected, or silent past the timeout after taking the update
     silent: int  # included in failed
-    pending: int  # offered or waiting, no outcome yet
+    pending: int  # offered or waiting, no outcome yet (includes retrying)
+    retrying: int = 0  # rolled back because the server was unreachable: offered again, not a failure
     offered: bool  # the ring has been reached
 
 
@@ -364,10 +371,14 @@ class RolloutPublic(RolloutBase):
     started_at: datetime
     stage_started_at: datetime
     updated_at: datetime
+    bounds: list[int] = []
     rings_progress: list[RingProgress] = []
     confirmed: int = 0
     failed: int = 0
     pending: int = 0
+    # One line for people: what the state means now ("waiting for devices ...", "1 failed in ring 1").
+    status: str = ""
+    attention: bool = False  # running, but a reached ring has failures: not a green badge
 
 
 class RolloutsPublic(SQLModel):

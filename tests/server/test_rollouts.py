@@ -52,7 +52,8 @@ def test_only_the_first_ring_is_offered_and_the_choice_follows_the_device_id(ser
 
 
 def test_failures_in_the_first_ring_halt_it_and_nobody_else_is_offered(server, cli, fleet):
-    ro = start(cli, "--rings", "10,50,100", "--max-failure-pct", "20", "--min-reports", "3")
+    # A low success threshold keeps the ring reachable, so the failure threshold is what halts it.
+    ro = start(cli, "--rings", "10,50,100", "--max-failure-pct", "20", "--min-reports", "3", "--success-pct", "10")
     ring0 = [d for d in fleet if ring_bucket(d.device_id) < 1000]
     others = [d for d in fleet if ring_bucket(d.device_id) >= 1000]
     assert len(ring0) >= 4

@@ -31,18 +31,21 @@ def _pick(client: ReleaseClient, rollout_id: int | None, channel: str) -> int:
 
 def print_rollout(r: dict[str, Any]) -> None:
     state = r["state"]
-    colour = {"running": "green", "halted": "red", "paused": "yellow", "aborted": "red", "done": "blue"}.get(state, "")
+    colour = {"running": "yellow" if r.get("attention") else "green", "halted": "red", "paused": "yellow",
+              "aborted": "red", "done": "blue", "waiting": "bright_black"}.get(state, "")
+    shown = "waiting for devices" if state == "waiting" else state
     out.print(
-        f"rollout [bold]{r['id']}[/]: {r['version']} on {r['channel']} is [{colour}]{state}[/] at ring "
+        f"rollout [bold]{r['id']}[/]: {r['version']} on {r['channel']} is [{colour}]{shown}[/] at ring "
         f"{r['stage']} ({r['rings'][r['stage']]}%) - confirmed {r['confirmed']}, failed {r['failed']}, pending {r['pending']}"
     )
-    if r["halt_reason"]:
-        out.print(f"halt reason: {r['halt_reason']}")
-    table = Table("ring", "up to", "devices", "confirmed", "failed", "silent", "pending", "offered")
+    if r.get("status"):
+        out.print(r["status"])
+    table = Table("ring", "up to", "bucket <", "devices", "confirmed", "failed", "silent", "retrying", "pending", "offered")
     for ring in r["rings_progress"]:
         table.add_row(
-            str(ring["ring"]), f"{ring['percent']}%", str(ring["devices"]), str(ring["confirmed"]), str(ring["failed"]),
-            str(ring["silent"]), str(ring["pending"]), "yes" if ring["offered"] else "",
+            str(ring["ring"]), f"{ring['percent']}%", str(ring["bound"]), str(ring["devices"]), str(ring["confirmed"]),
+            str(ring["failed"]), str(ring["silent"]), str(ring.get("retrying", 0)), str(ring["pending"]),
+            "yes" if ring["offered"] else "",
         )
     out.print(table)
 

@@ -13,7 +13,7 @@ from sqlmodel import Session, func, select
 from otaml.dashboard.charts import Bar, bar_chart
 from otaml.fleet.search import DeviceFilter, search
 from otaml.fleet.twins import Drift, device_state, drift_condition
-from otaml.models import Device, DeviceEvent, DeviceState, Manifest, Release, Rollout, RolloutPublic
+from otaml.models import ACTIVE_ROLLOUT_STATES, Device, DeviceEvent, DeviceState, Manifest, Release, Rollout, RolloutPublic
 from otaml.releases.publishing import current_manifest
 from otaml.rollouts import service
 from otaml.rollouts.policy import FleetPolicy
@@ -69,7 +69,7 @@ def overview(session: Session, policy: FleetPolicy, poll_interval: int) -> Overv
     bars = [Bar(v, n) for v, n in shown] + ([Bar("other", rest, "#9ca3af")] if rest else [])
 
     recent_rollouts = session.exec(select(Rollout).order_by(Rollout.id.desc()).limit(6)).all()  # type: ignore[union-attr]
-    active_first = sorted(recent_rollouts, key=lambda r: (r.state not in ("running", "paused", "halted"), -(r.id or 0)))
+    active_first = sorted(recent_rollouts, key=lambda r: (r.state not in ACTIVE_ROLLOUT_STATES, -(r.id or 0)))
 
     channels = []
     for name in session.exec(select(Release.channel).distinct()).all():

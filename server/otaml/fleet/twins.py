@@ -14,10 +14,9 @@ from enum import StrEnum
 from sqlalchemy import and_, case, false, or_
 from sqlmodel import Session, select
 
-from otaml.fleet.protocol import EventKind
-from otaml.models import Device, DeviceEvent, DeviceState
+from otaml.models import Device, DeviceState, RolloutState
 from otaml.rollouts.policy import FleetPolicy
-from otaml.rollouts.progress import narrowed_by
+from otaml.rollouts.progress import narrowed_by, rolled_back_devices
 
 
 class Drift(StrEnum):
@@ -58,12 +57,9 @@ def _desired_version_sql(policy: FleetPolicy, channel: str, baseline: str | None
     if staged:
         whens.append((Device.version.in_(staged), Device.version))  # type: ignore[union-attr]
     rollout = policy.rollouts.get(channel)
-    if rollout is not None and rollout.state == "running":
+    if rollout is not None and rollout.state == RolloutState.RUNNING:
         conds = [Device.bucket < rollout.bound, *narrowed_by(rollout.tags, rollout.devices)]
-        failed = select(DeviceEvent.device_id).where(
-            DeviceEvent.version == rollout.version, DeviceEvent.kind == EventKind.ROLLED_BACK
-        )
-        conds.append(Device.device_id.not_in(failed))  # type: ignore[attr-defined]
+        conds.append(Device.device_id.not_in(rolled_back_devices(rollout.version)))  # type: ignore[attr-defined]
         whens.append((and_(*conds), rollout.version))
     return case(*whens, else_=baseline)
 

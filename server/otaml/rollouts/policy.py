@@ -20,11 +20,11 @@ from sqlmodel import Session, select
 
 from otaml.fleet import config as cfg
 from otaml.fleet import revision
-from otaml.fleet.protocol import EventKind
-from otaml.models import ConfigLayer, ConfigScope, Device, DeviceEvent, Manifest, Release, Rollout, RolloutState
+from otaml.models import ConfigLayer, ConfigScope, Device, Manifest, Release, Rollout, RolloutState
 from otaml.models import ACTIVE_ROLLOUT_STATES
 from otaml.releases.serving import ServedManifest, served
 from otaml.rollouts import rings
+from otaml.rollouts.progress import rolled_back_devices
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ActiveRollout:
     bound: int  # devices with a lower bucket are in the offered rings
     tags: frozenset[str]
     devices: frozenset[str]
-    failed: frozenset[str]  # rolled back this version once: never offered it again
+    failed: frozenset[str]  # rolled back this version (not for an unreachable server): never offered it again
     manifest: ServedManifest
 
     def offers(self, device_id: str, device_tags: frozenset[str]) -> bool:
@@ -114,13 +114,10 @@ def load(session: Session) -> FleetPolicy:
         manifest = policy.staged.get((ro.channel, ro.version))
         if manifest is None:
             continue
-        failed = session.exec(
-            select(DeviceEvent.device_id)
-            .where(DeviceEvent.version == ro.version, DeviceEvent.kind == EventKind.ROLLED_BACK)
-            .distinct()
-        ).all()
+        failed = session.exec(rolled_back_devices(ro.version).distinct()).all()
         policy.rollouts[ro.channel] = ActiveRollout(
-            id=ro.id, version=ro.version, state=ro.state, stage=ro.stage, bound=rings.bound(ro.rings, ro.stage),  # type: ignore[arg-type]
+            id=ro.id, version=ro.version, state=ro.state, stage=ro.stage,  # type: ignore[arg-type]
+            bound=ro.bounds[ro.stage] if len(ro.bounds) > ro.stage else 0,  # no bound yet: nobody
             tags=frozenset(ro.tags), devices=frozenset(ro.devices), failed=frozenset(failed), manifest=manifest,
         )
     for device_id, pin, hold, tags in session.exec(

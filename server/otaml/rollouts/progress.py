@@ -20,6 +20,19 @@ from otaml.rollouts import rings as r
 SUCCESS = {EventKind.CONFIRMED}
 FAILURE = {EventKind.ROLLED_BACK, EventKind.REJECTED}
 TOOK = {EventKind.DOWNLOAD_STARTED, EventKind.VERIFIED, EventKind.INSTALLED, EventKind.BOOTED}
+# A rollback because the device could not reach the server within its confirmation window says nothing
+# certain about the build: the device takes the release again (a bounded number of times, then it
+# refuses it as version_failed_before, which is a failure). manifests/README.md, "The rollback gate".
+RETRYABLE = {"server_unreachable"}
+
+
+def rolled_back_devices(version: str):  # type: ignore[no-untyped-def]
+    """SQL: the devices never offered ``version`` again (they rolled it back for a reason that says
+    something about the build)."""
+    return select(DeviceEvent.device_id).where(
+        DeviceEvent.version == version, DeviceEvent.kind == EventKind.ROLLED_BACK,
+        DeviceEvent.reason.not_in(RETRYABLE),  # type: ignore[attr-defined]
+    )
 
 
 @dataclass
@@ -50,16 +63,27 @@ def device_filter(rollout: Rollout) -> list:  # type: ignore[type-arg]
     return [Device.channel == rollout.channel, *narrowed_by(rollout.tags, rollout.devices)]
 
 
-def ring_case(rings: list[int]):  # type: ignore[no-untyped-def]
-    if len(rings) == 1:
+def ring_case(bounds: list[int]):  # type: ignore[no-untyped-def]
+    """SQL: the ring index of a device from its bucket and the rings' bounds."""
+    if len(bounds) == 1:
         return literal(0)
-    return case(*[(Device.bucket < r.bound(rings, i), i) for i in range(len(rings) - 1)], else_=len(rings) - 1)
+    return case(*[(Device.bucket < b, i) for i, b in enumerate(bounds[:-1])], else_=len(bounds) - 1)
 
 
-def measure(session: Session, rollout: Rollout, now: datetime | None = None) -> Progress:
+def first_new_bucket(session: Session, rollout: Rollout, above: int) -> int | None:
+    """The lowest bucket, at or above ``above``, of a device the rollout matches (None if none)."""
+    return session.exec(
+        select(func.min(Device.bucket)).where(*device_filter(rollout), Device.bucket >= above)  # type: ignore[call-overload]
+    ).one()
+
+
+def measure(session: Session, rollout: Rollout, now: datetime | None = None, reached: list[int] | None = None) -> Progress:
+    """Per-ring progress; ``reached`` overrides the stored bounds of the reached rings (evaluation
+    measures with the bounds it is about to write)."""
     now = now or datetime.now(UTC)
     rings = list(rollout.rings)
-    ring_col = ring_case(rings).label("ring")
+    bounds = r.bounds_for(rings, rollout.bounds if reached is None else reached)
+    ring_col = ring_case(bounds).label("ring")
     population = dict(
         session.exec(select(ring_col, func.count()).where(*device_filter(rollout)).group_by(ring_col)).all()  # type: ignore[call-overload]
     )
@@ -103,11 +127,13 @@ def measure(session: Session, rollout: Rollout, now: datetime | None = None) -> 
         .group_by(ring_col)
     ).all()
 
-    confirmed, failed, silent = Counter[int](), Counter[int](), Counter[int]()
+    confirmed, failed, silent, retrying = Counter[int](), Counter[int](), Counter[int](), Counter[int]()
     reasons: Counter[str] = Counter()
     for ring, kind, reason, n in outcomes:
         if kind in SUCCESS:
             confirmed[ring] += n
+        elif kind == EventKind.ROLLED_BACK and reason in RETRYABLE:
+            retrying[ring] += n  # the device takes the release again: not an outcome yet
         else:
             failed[ring] += n
             reasons[f"{kind} ({reason})"] += n
@@ -122,8 +148,8 @@ def measure(session: Session, rollout: Rollout, now: datetime | None = None) -> 
         done = confirmed[i] + failed[i]
         progress.append(
             RingProgress(
-                ring=i, percent=pct, devices=n, confirmed=confirmed[i], failed=failed[i], silent=silent[i],
-                pending=max(n - done, 0), offered=i <= rollout.stage,
+                ring=i, percent=pct, bound=bounds[i], devices=n, confirmed=confirmed[i], failed=failed[i],
+                silent=silent[i], pending=max(n - done, 0), retrying=retrying[i], offered=i <= rollout.stage,
             )
         )
     return Progress(progress, reasons)
@@ -140,18 +166,31 @@ class Decision:
             return f"halted: {self.halt_reason}"
         if self.state == RolloutState.DONE:
             return "done: every ring succeeded"
+        if self.state == RolloutState.WAITING:
+            return "waiting for devices: none matches yet"
         return f"advanced to ring {self.stage} ({rollout.rings[self.stage]}%)"
+
+
+def _top(progress: Progress) -> str:
+    return ", ".join(f"{n} {why}" for why, n in progress.failure_reasons.most_common(3))
 
 
 def decide(rollout: Rollout, progress: Progress, now: datetime | None = None) -> Decision | None:
     """The rollout's next state, or None to stay. Pure: every server process that sees the same rows
-    decides the same, and the compare-and-set in ``evaluate`` lets exactly one of them write it."""
+    decides the same, and the compare-and-set in ``evaluate`` lets exactly one of them write it.
+
+    In order: halt on too many failures; halt when the current ring can no longer reach its success
+    threshold (or, at the last ring, when the release can no longer get the confirmations it needs to
+    become the baseline); advance once the ring succeeded and soaked. Failures the operator
+    acknowledged by resuming count neither as failures nor against the threshold."""
     if rollout.state != RolloutState.RUNNING:
         return None
     now = now or datetime.now(UTC)
-    _, confirmed, failed = progress.upto(rollout.stage)
-    failed -= min(rollout.acknowledged_failures, failed)
-    reports = confirmed + failed
+    stage, pct = rollout.stage, rollout.success_pct
+    devices_all, confirmed_all, failed_all = progress.upto(stage)
+    acknowledged = min(rollout.acknowledged_failures, failed_all)
+    failed = failed_all - acknowledged
+    reports = confirmed_all + failed
     if reports >= rollout.min_reports:
         share = 100.0 * failed / reports
         over_count = rollout.max_failures is not None and failed > rollout.max_failures
@@ -160,16 +199,39 @@ def decide(rollout: Rollout, progress: Progress, now: datetime | None = None) ->
             limit = (
                 f"more than {rollout.max_failures} failures" if over_count else f"{share:.0f}% > {rollout.max_failure_pct:g}%"
             )
-            top = ", ".join(f"{n} {why}" for why, n in progress.failure_reasons.most_common(3))
-            return Decision(RolloutState.HALTED, rollout.stage, f"{failed} of {reports} reports failed ({limit}): {top}")
+            return Decision(RolloutState.HALTED, stage, f"{failed} of {reports} reports failed ({limit}): {_top(progress)}")
 
-    ring = progress.rings[rollout.stage]
+    ring = progress.rings[stage]
+    earlier_failed = sum(x.failed for x in progress.rings[:stage])
+    ring_ack = min(ring.failed, max(0, rollout.acknowledged_failures - earlier_failed))
+    if ring.devices > 0:
+        counted = ring.devices - ring_ack
+        # Silent devices may still come back and confirm; devices that rolled back are never offered
+        # the release again, and a refusal stands until a new manifest.
+        lost = ring.failed - ring.silent - ring_ack
+        if lost > 0 and 100.0 * (counted - lost) / counted < pct:
+            return Decision(
+                RolloutState.HALTED, stage,
+                f"ring {stage} can no longer reach {pct:g}% confirmed: {lost} of its {counted} devices failed "
+                f"({_top(progress)})",
+            )
+        succeeded = counted == 0 or 100.0 * ring.confirmed / counted >= pct
+    else:
+        succeeded = True  # an empty ring: every matching device is in an earlier one (small fleets)
+
+    last = stage == len(rollout.rings) - 1
+    if last:
+        # The baseline is the whole channel's: never without the confirmations the rollout asked for.
+        counted_all = devices_all - acknowledged
+        lost_all = failed_all - acknowledged - sum(x.silent for x in progress.rings[: stage + 1])
+        if counted_all <= 0 or (lost_all > 0 and 100.0 * (counted_all - lost_all) / counted_all < pct):
+            return Decision(
+                RolloutState.HALTED, stage,
+                f"the release can no longer become the baseline: {confirmed_all} of {max(counted_all, 0)} devices "
+                f"confirmed, {pct:g}% needed ({_top(progress) or 'no device left to confirm'})",
+            )
+        succeeded = succeeded and confirmed_all > 0 and 100.0 * confirmed_all / counted_all >= pct
     soaked = now - _as_utc(rollout.stage_started_at) >= timedelta(seconds=rollout.soak_seconds)
-    succeeded = ring.devices == 0 or 100.0 * ring.confirmed / ring.devices >= rollout.success_pct
     if soaked and succeeded:
-        if rollout.stage == len(rollout.rings) - 1:
-            return Decision(RolloutState.DONE, rollout.stage)
-        return Decision(RolloutState.RUNNING, rollout.stage + 1)
+        return Decision(RolloutState.DONE, stage) if last else Decision(RolloutState.RUNNING, stage + 1)
     return None
-
-

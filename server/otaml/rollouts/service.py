@@ -15,14 +15,17 @@ from otaml.core.errors import NotFoundError, RolloutError
 from otaml.fleet.revision import bump_policy
 from otaml.models import (
     ACTIVE_ROLLOUT_STATES,
+    EVALUATED_ROLLOUT_STATES,
     Release,
+    RingProgress,
     Rollout,
     RolloutCreate,
     RolloutPublic,
     RolloutState,
 )
 from otaml.releases.publishing import latest_release, newest_manifest
-from otaml.rollouts.progress import decide, measure
+from otaml.rollouts.progress import Decision, decide, first_new_bucket, measure
+from otaml.rollouts.rings import entry_bound
 
 log = logging.getLogger("otaml.rollouts")
 
@@ -33,9 +36,34 @@ def active_rollout(session: Session, channel: str) -> Rollout | None:
     ).first()
 
 
+def _status(rollout: Rollout, offered: list[RingProgress]) -> tuple[str, bool]:
+    """One line saying what the state means now, and whether a running rollout needs a look (failures
+    in a reached ring: the badge is not a plain green "running")."""
+    failed = sum(x.failed for x in offered) - rollout.acknowledged_failures
+    state = rollout.state
+    if state == RolloutState.WAITING:
+        narrowed = "".join([f", tags {', '.join(rollout.tags)}" if rollout.tags else "",
+                            f", {len(rollout.devices)} listed devices" if rollout.devices else ""])
+        return (f"waiting for devices: none on channel {rollout.channel!r}{narrowed} has checked in yet; "
+                f"nobody is offered {rollout.version} until one does"), False
+    if state == RolloutState.HALTED:
+        return f"halted: {rollout.halt_reason}", True
+    if state == RolloutState.PAUSED:
+        return "paused by the operator: nobody new is offered the release", failed > 0
+    if state == RolloutState.ABORTED:
+        return "aborted: the release is never offered again", False
+    ring = offered[-1]
+    counts = f"{ring.confirmed} confirmed, {ring.failed} failed, {ring.pending} pending"
+    if state == RolloutState.DONE:
+        return f"done: {sum(x.confirmed for x in offered)} devices confirmed; {rollout.version} is the baseline", False
+    warn = f"; {failed} failed so far" if failed > 0 else ""
+    return f"offering ring {rollout.stage} ({ring.devices} devices: {counts}){warn}", failed > 0
+
+
 def public(session: Session, rollout: Rollout) -> RolloutPublic:
     progress = measure(session, rollout)
     offered = progress.rings[: rollout.stage + 1]
+    status, attention = _status(rollout, offered)
     return RolloutPublic.model_validate(
         rollout,
         update={
@@ -43,6 +71,8 @@ def public(session: Session, rollout: Rollout) -> RolloutPublic:
             "confirmed": sum(x.confirmed for x in offered),
             "failed": sum(x.failed for x in offered),
             "pending": sum(x.pending for x in offered),
+            "status": status,
+            "attention": attention,
         },
         from_attributes=True,
     )
@@ -84,6 +114,9 @@ def start(session: Session, spec: RolloutCreate) -> Rollout:
         )
     now = datetime.now(UTC)
     rollout = Rollout.model_validate(spec, update={"release_id": release.id, "started_at": now, "stage_started_at": now})
+    bounds = reached_bounds(session, rollout)  # the canary is fixed now: at least one device, or none yet
+    rollout.bounds = bounds or []
+    rollout.state = RolloutState.RUNNING if bounds is not None else RolloutState.WAITING
     session.add(rollout)
     bump_policy(session)
     session.commit()
@@ -93,7 +126,7 @@ def start(session: Session, spec: RolloutCreate) -> Rollout:
 
 
 _ALLOWED = {
-    "pause": ({RolloutState.RUNNING}, RolloutState.PAUSED),
+    "pause": ({RolloutState.RUNNING, RolloutState.WAITING}, RolloutState.PAUSED),
     "resume": ({RolloutState.PAUSED, RolloutState.HALTED}, RolloutState.RUNNING),
     "abort": (set(ACTIVE_ROLLOUT_STATES), RolloutState.ABORTED),
 }
@@ -125,26 +158,62 @@ def act(session: Session, rollout_id: int, action: str) -> Rollout:
     return rollout
 
 
+def reached_bounds(session: Session, rollout: Rollout) -> list[int] | None:
+    """The bounds of the rings reached, with the current ring widened to take in a device when it holds
+    none; None while no device matches the rollout at all (it waits)."""
+    bounds = list(rollout.bounds)[: rollout.stage + 1]
+    stage = rollout.stage
+    previous = bounds[stage - 1] if stage > 0 else 0
+    first_new = first_new_bucket(session, rollout, previous)
+    current = bounds[stage] if len(bounds) > stage else None
+    if current is None:
+        if first_new is None and stage == 0:
+            return None
+        bounds.append(entry_bound(rollout.rings, stage, previous, first_new))
+    elif first_new is not None and first_new >= current:
+        bounds[stage] = entry_bound(rollout.rings, stage, previous, first_new)
+    return bounds
+
+
+def _next(session: Session, rollout: Rollout, now: datetime) -> tuple[Decision, list[int]] | None:
+    """What the evaluation writes for one rollout: its state, stage and bounds (None: no change)."""
+    bounds = reached_bounds(session, rollout)
+    if bounds is None:
+        waiting = Decision(RolloutState.WAITING, 0)
+        return None if rollout.state == RolloutState.WAITING else (waiting, [])
+    if rollout.state == RolloutState.WAITING:
+        return Decision(RolloutState.RUNNING, 0), bounds  # a first device: ring 0 starts (and soaks) now
+    decision = decide(rollout, measure(session, rollout, now, reached=bounds), now)
+    if decision is not None and decision.stage > rollout.stage:
+        previous = bounds[-1]
+        bounds.append(entry_bound(rollout.rings, decision.stage, previous, first_new_bucket(session, rollout, previous)))
+    if decision is None and bounds != list(rollout.bounds):
+        decision = Decision(RolloutState.RUNNING, rollout.stage)  # only the ring's bound widened
+    return (decision, bounds) if decision is not None else None
+
+
 def evaluate(engine: Engine, on_done: Callable[[Release], None] | None = None) -> list[str]:
-    """Advance, halt or complete every running rollout. Safe to run in every server process at once:
-    the write is a compare-and-set on (state, stage), so one process wins and the others see no row
-    change. Returns what changed, for logs and tests."""
+    """Advance, halt, complete, start or park every running or waiting rollout. Safe to run in every
+    server process at once: the write is a compare-and-set on (state, stage), so one process wins and
+    the others see no row change. Returns what changed, for logs and tests."""
     changes = []
     with Session(engine) as session:
-        running = session.exec(select(Rollout).where(Rollout.state == RolloutState.RUNNING)).all()
-        for rollout in running:
-            decision = decide(rollout, measure(session, rollout))
-            if decision is None:
-                continue
+        evaluated = session.exec(select(Rollout).where(Rollout.state.in_(EVALUATED_ROLLOUT_STATES))).all()  # type: ignore[attr-defined]
+        for rollout in evaluated:
             now = datetime.now(UTC)
-            values: dict[str, object] = {"state": decision.state, "stage": decision.stage, "updated_at": now}
-            if decision.stage != rollout.stage:
+            was = (rollout.state, rollout.stage)  # the commit below expires the object
+            step = _next(session, rollout, now)
+            if step is None:
+                continue
+            decision, bounds = step
+            values: dict[str, object] = {"state": decision.state, "stage": decision.stage, "bounds": bounds, "updated_at": now}
+            if decision.stage != rollout.stage or (rollout.state, decision.state) == (RolloutState.WAITING, RolloutState.RUNNING):
                 values["stage_started_at"] = now
             if decision.halt_reason:
                 values["halt_reason"] = decision.halt_reason[:256]
             result = session.exec(
                 update(Rollout)  # type: ignore[call-overload]
-                .where(Rollout.id == rollout.id, Rollout.state == RolloutState.RUNNING, Rollout.stage == rollout.stage)  # type: ignore[arg-type]
+                .where(Rollout.id == rollout.id, Rollout.state == rollout.state, Rollout.stage == rollout.stage)  # type: ignore[arg-type]
                 .values(**values)
             )
             if result.rowcount != 1:
@@ -156,7 +225,10 @@ def evaluate(engine: Engine, on_done: Callable[[Release], None] | None = None) -
                 session.add(release)
             bump_policy(session)
             session.commit()
-            text = f"rollout {rollout.id} of {rollout.version} on {rollout.channel} {decision.describe(rollout)}"
+            if (decision.state, decision.stage) == was:
+                text = f"rollout {rollout.id} of {rollout.version} on {rollout.channel}: ring {decision.stage} widened to bucket {bounds[-1]}"
+            else:
+                text = f"rollout {rollout.id} of {rollout.version} on {rollout.channel} {decision.describe(rollout)}"
             (log.warning if decision.state == RolloutState.HALTED else log.info)(text)
             changes.append(text)
             if decision.state == RolloutState.DONE and release is not None and on_done is not None:
