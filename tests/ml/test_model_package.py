@@ -12,7 +12,6 @@ import pytest
 
 from otaml.ml import dataset, tflm
 from otaml.ml.package import FIRMWARE_ARENA_BYTES, FIRMWARE_OPS, ModelPackageError, load_package, quantize_input, validate
-from otaml.ml.train import _split
 from tests.utils.processes import RELEASE, ROOT
 
 MODEL = ROOT / "firmware" / "model" / "amp_health.tflite"
@@ -25,10 +24,12 @@ def package():
 
 @pytest.fixture(scope="module")
 def holdout(package):
+    """Fresh samples from the same sensor model, drawn with a seed training never used: independent of
+    the training code's own split, so a leak between training and evaluation cannot flatter the model."""
     _, card = package
-    x, y = dataset.generate(int(card.training["samples"]), int(card.training["seed"]))
-    _, _, hold = _split(len(x), np.random.default_rng(int(card.training["seed"]) + 1))
-    return x[hold], y[hold]
+    seed = int(card.training["seed"]) + 1000
+    assert seed not in (int(card.training["seed"]), int(card.training["seed"]) + 1)
+    return dataset.generate(3000, seed)
 
 
 def test_committed_package_validates(package):
@@ -48,12 +49,14 @@ def test_golden_outputs_reproduce_bit_exactly_under_tflm(package):
     assert [g.label for g in card.golden] == list(dataset.LABELS)
 
 
-def test_int8_accuracy_is_the_cards_and_within_one_point_of_float(package, holdout):
+def test_int8_accuracy_on_independent_samples_backs_the_cards_claim(package, holdout):
     model, card = package
     x, y = holdout
     out = tflm.invoke_many(model, card.arena_bytes, quantize_input(card, x))
     int8_acc = float((out.argmax(axis=1) == y).mean())
-    assert round(int8_acc, 4) == card.accuracy["int8"]
+    # 3,000 samples: the standard error of an accuracy near 0.93 is under 0.5 points, so 2.5 points is
+    # five of them; a card that overstates the model, or a model that only fits its own split, fails.
+    assert abs(int8_acc - card.accuracy["int8"]) <= 0.025, (int8_acc, card.accuracy)
     assert abs(card.accuracy["float"] - card.accuracy["int8"]) <= 0.01
     assert 0.8 < int8_acc < 0.99, "classes must overlap: a trivially perfect model proves nothing"
 
@@ -81,13 +84,15 @@ def test_litert_without_xnnpack_agrees_with_tflm(package, holdout):
     assert diff.max() <= 8, f"largest difference {diff.max()} LSB"
 
 
-def test_required_arena_is_measured_and_covered(package):
+def test_required_arena_is_the_smallest_that_works_and_the_card_covers_it(package):
     model, card = package
     measured = tflm.required_arena(model, 5)
-    assert measured == card.training["arena_measured_host"]
-    assert measured <= card.arena_bytes
-    with pytest.raises(Exception):
-        tflm.invoke(model, measured - 64, np.zeros(5, dtype=np.int8))
+    # Checked against TFLM itself, not against what training recorded with the same function: the
+    # measured arena invokes, 16 bytes less (TFLM's alignment) does not allocate.
+    assert tflm.invoke(model, measured, np.zeros(5, dtype=np.int8)).shape == (4,)
+    with pytest.raises(RuntimeError, match="allocate"):
+        tflm.invoke(model, measured - 16, np.zeros(5, dtype=np.int8))
+    assert measured <= card.arena_bytes <= FIRMWARE_ARENA_BYTES
 
 
 @pytest.mark.parametrize("mutate,message", [
