@@ -15,11 +15,19 @@ from tests.utils.waiting import wait_for
 pytestmark = pytest.mark.e2e
 
 
-def test_power_loss_mid_download_keeps_1_1_and_resumes_later(cli, enroll, make_image, events):
+@pytest.fixture
+def server(mitm_and_server):
+    """The device reaches the server through a forwarding proxy that counts the bytes it is sent."""
+    return mitm_and_server[1]
+
+
+def test_power_loss_mid_download_keeps_1_1_and_resumes_later(mitm_and_server, cli, enroll, make_image, events):
+    mitm, _ = mitm_and_server
     assert cli("publish", "1.1", str(make_image("1.1"))).returncode == 0
-    dev = enroll("dev-power")
+    dev = enroll("dev-power", mitm.url)
     dev.flash_image(make_image("1.1"))
     big = make_image("1.2", code_size=1_500_000)
+    size = big.stat().st_size
     assert cli("publish", "1.2", str(big)).returncode == 0
 
     dev.start(0, 200, "--download-rate", "400000")  # a slow radio: ~4 s for the image
@@ -27,14 +35,20 @@ def test_power_loss_mid_download_keeps_1_1_and_resumes_later(cli, enroll, make_i
     dev.kill()
     info = dev.info()
     offset = info["nvs"]["dl_off"]
-    assert 0 < offset < big.stat().st_size
+    assert 0 < offset < size
     assert info["boot_slot"] == "ota_0" and dev.booted_version() == "1.1"
 
+    before = len(mitm.sent)
     log = dev.run(polls=2)
-    assert f"resuming at {offset} of {big.stat().st_size}" in log
+    assert f"resuming at {offset} of {size}" in log
+    assert "restarting the download" not in log  # the warning the firmware gives when a range is ignored
     assert "1.2 confirmed" in log and dev.booted_version() == "1.2"
+    # What actually crossed the wire after the power loss: one ranged request from the saved offset,
+    # answered 206 with exactly the rest of the image, not the whole image again.
+    binaries = [x for x in mitm.sent[before:] if x.path.startswith("/binaries/")]
+    assert [(x.range, x.status, x.body_bytes) for x in binaries] == [(f"bytes={offset}-", 206, size - offset)]
     starts = [e for e in events("dev-power") if e["kind"] == "download_started"]
-    assert starts[0]["detail"] == "" and starts[-1]["detail"] == f"resuming at {offset} of {big.stat().st_size}"
+    assert starts[0]["detail"] == "" and starts[-1]["detail"] == f"resuming at {offset} of {size}"
     assert kinds(events("dev-power"))[-2:] == ["booted", "confirmed"]
 
 

@@ -15,6 +15,17 @@ import httpx
 
 
 @dataclass
+class Sent:
+    """One request the proxy answered: what the device asked for and how many body bytes it was sent."""
+
+    method: str
+    path: str
+    range: str | None
+    status: int
+    body_bytes: int
+
+
+@dataclass
 class Upstream:
     status: int
     headers: dict[str, str]
@@ -30,6 +41,7 @@ class Mitm:
         self.upstream = upstream.rstrip("/")
         self.tamper = tamper
         self.paths: list[str] = []
+        self.sent: list[Sent] = []  # appended when a response is finished (or the device hung up)
         mitm = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,11 +72,15 @@ class Mitm:
                     self.send_header("Connection", "close")
                     self.close_connection = True
                 self.end_headers()
+                written = 0
                 try:
                     for chunk in chunks:
                         self.wfile.write(chunk)
+                        written += len(chunk)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
+                finally:
+                    mitm.sent.append(Sent(method, self.path, self.headers.get("Range"), status, written))
 
             def do_GET(self):  # noqa: N802
                 self._forward("GET")

@@ -11,6 +11,16 @@ from pathlib import Path
 from tests.utils.processes import ROOT
 
 BUILD = ROOT / "build" / "host"
+PARTITIONS_CSV = ROOT / "firmware" / "partitions.csv"
+
+
+def partition(label: str) -> tuple[int, int]:
+    """(offset, size) of a partition in firmware/partitions.csv, the table otaml-sim flashes."""
+    for line in PARTITIONS_CSV.read_text().splitlines():
+        cols = [c.strip() for c in line.split("#")[0].split(",")]
+        if cols[0] == label:
+            return int(cols[3], 0), int(cols[4], 0)
+    raise KeyError(f"no partition {label!r} in {PARTITIONS_CSV}")
 SIM = BUILD / "otaml-sim"
 SIM_PLAIN = BUILD / "otaml-sim-plain"
 
@@ -76,6 +86,13 @@ class SimDevice:
         r = subprocess.run([str(SIM_PLAIN), "--flash", str(self.flash), "info"], capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
+
+    def read_partition(self, label: str) -> bytes:
+        """The raw bytes of a partition in the flash file (the emulated 4 MB SPI flash)."""
+        offset, size = partition(label)
+        with open(self.flash, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
 
     def booted_version(self) -> str:
         info = self.info()
