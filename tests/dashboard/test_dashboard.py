@@ -9,6 +9,7 @@ import re
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.utils.browser import login
 from tests.utils.devices import HttpDevice, ring_bucket
@@ -43,7 +44,10 @@ def fleet(server, cli, make_image):
     assert cli("device", "tag", "dev-000", "berlin").returncode == 0
     assert cli("config", "set", "channel", "stable", "ml_interval_ms=500").returncode == 0
 
-    halted = json.loads(cli("rollout", "start", "1.2", "--channel", "stable", "--rings", "10,50,100", "--json").stdout)
+    # A low success threshold keeps the first ring reachable after one failure: the failure threshold
+    # (3 of 3 reports) is what halts it.
+    halted = json.loads(cli("rollout", "start", "1.2", "--channel", "stable", "--rings", "10,50,100", "--success-pct", "10",
+                            "--json").stdout)
     ring0 = [d for d in devices[:40] if ring_bucket(d.device_id) < 1000]
     assert len(ring0) >= 3, "the device ids must put at least 3 devices into stable's first ring"
     for d in ring0[:3]:
@@ -150,14 +154,17 @@ def test_device_table_filters_paginates_and_links_to_the_device_page(server, pag
     login(page, server)
     page.goto(f"{server.url}/dashboard/devices")
     assert page.locator("[data-testid=device-count]").inner_text() == "60"
-    assert page.locator("[data-testid=devices] tr[data-device]").count() == 50
+    expect(page.locator("[data-testid=devices] tr[data-device]")).to_have_count(50)
     page.click("[data-testid=next]")
-    assert page.locator("[data-testid=devices] tr[data-device]").count() == 10
+    page.wait_for_url(re.compile(r".*page=2.*"))  # the click navigates: count the new page's rows
+    expect(page.locator("[data-testid=devices] tr[data-device]")).to_have_count(10)
 
     page.goto(f"{server.url}/dashboard/devices")
     page.select_option("select[name=drift]", "firmware")
     page.click("button:has-text('Filter')")
+    page.wait_for_url(re.compile(r".*drift=firmware.*"))
     want = {d["device_id"] for d in api(server, "/api/devices", drift="firmware", limit=1000)["data"]}
+    expect(page.locator("[data-testid=devices] tr[data-device]")).to_have_count(len(want))
     shown = {r.get_attribute("data-device") for r in page.locator("[data-testid=devices] tr[data-device]").all()}
     assert shown == want and want
 
@@ -181,3 +188,34 @@ def test_device_table_filters_paginates_and_links_to_the_device_page(server, pag
     idx = int(failed.split("-")[1])
     assert bars == {"healthy": str(100 + idx), "unstable": str(idx % 7)}
     page.screenshot(path=str(artifacts / "device-rolled-back.png"), full_page=True)
+
+
+def test_rollout_badges_say_waiting_and_are_not_green_over_failures(server, cli, page, make_image, artifacts):
+    assert cli("publish", "1.1", str(make_image("1.1")), "--channel", "lab").returncode == 0
+    assert cli("publish", "1.2", str(make_image("1.2")), "--channel", "lab", "--staged").returncode == 0
+    ro = json.loads(cli("rollout", "start", "1.2", "--channel", "lab", "--rings", "100", "--success-pct", "10",
+                        "--min-reports", "5", "--json").stdout)
+    login(page, server)
+    card = page.locator(f"[data-testid=rollout-{ro['id']}]")
+    assert card.get_attribute("data-state") == "waiting"
+    assert card.locator("[data-testid=badge]").inner_text() == "waiting for devices"
+    assert "none on channel 'lab'" in card.locator("[data-testid=status]").inner_text()
+    card.screenshot(path=str(artifacts / "rollout-waiting.png"))
+
+    devices = [HttpDevice.enroll(server, f"lab-{i:02d}", channel="lab") for i in range(4)]
+    for d in devices:
+        d.poll()
+    wait_for(lambda: api(server, f"/api/rollouts/{ro['id']}")["state"] == "running", what="running")
+    page.wait_for_selector(f"[data-testid=rollout-{ro['id']}][data-state=running]")  # the page refreshes itself
+    green = card.locator("[data-testid=badge]").evaluate("e => getComputedStyle(e).backgroundColor")
+    assert devices[0].offered() == "1.2"
+    devices[0].fail("1.2")  # one failure: below --min-reports, and 10 % stays reachable: still running
+    wait_for(lambda: api(server, f"/api/rollouts/{ro['id']}")["attention"], what="attention")
+    badge = card.locator("[data-testid=badge].warn")
+    badge.wait_for()
+    assert card.get_attribute("data-state") == "running"
+    assert badge.evaluate("e => getComputedStyle(e).backgroundColor") != green
+    assert "1 failed so far" in card.locator("[data-testid=status]").inner_text()
+    status = cli("rollout", "status", "--channel", "lab")
+    assert "running" in status.stdout and "1 failed so far" in status.stdout
+    card.screenshot(path=str(artifacts / "rollout-running-with-failures.png"))

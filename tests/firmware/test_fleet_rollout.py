@@ -4,7 +4,7 @@ halts itself, nobody outside that ring is ever offered 1.2, and the dashboard sh
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 FLEET = [f"node-{i:03d}" for i in range(50)]
 RINGS = [10, 50, 100]
+WINDOW_POLLS = 10
 
 
 
@@ -53,7 +54,12 @@ def test_fifty_devices_a_failing_first_ring_halts_the_rollout(server, cli, make_
         with server.admin() as admin:
             halted = wait_for(lambda: (r := admin.get("/api/rollouts?channel=stable").json()["data"][0])["state"] == "halted" and r,
                               90, "the rollout to halt itself")
-        time.sleep(3)  # ten more polls each: a halted rollout offers nothing new
+        # The observation window: every device keeps polling (300 ms) until it has checked in at least
+        # WINDOW_POLLS poll intervals after the halt, so each had that many chances to be offered 1.2.
+        halted_at = datetime.fromisoformat(halted["updated_at"]).replace(tzinfo=UTC)
+        after = halted_at + timedelta(milliseconds=300 * WINDOW_POLLS)
+        wait_for(lambda: all(d["last_seen"] and datetime.fromisoformat(d["last_seen"]).replace(tzinfo=UTC) >= after
+                             for d in fleet_state().values()), 60, f"every device to poll {WINDOW_POLLS} times after the halt")
     finally:
         for sim in sims:
             sim.kill()
