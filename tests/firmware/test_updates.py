@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import time
+from datetime import UTC, datetime
+
 import pytest
 
 from tests.firmware.conftest import kinds
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -81,13 +86,13 @@ def test_reset_before_confirmation_rolls_back(cli, enroll, make_image, events):
 
 
 def test_expired_manifest_is_refused(cli, enroll, make_image, events):
-    import time
-
     assert cli("publish", "1.1", str(make_image("1.1"))).returncode == 0
     dev = enroll("dev-4")
     dev.flash_image(make_image("1.1"))
     assert cli("publish", "1.2", str(make_image("1.2")), "--expires-in", "1s").returncode == 0
-    time.sleep(1.5)
+    current = next(r for r in json.loads(cli("list", "--json").stdout) if r["current"])
+    expires = datetime.fromisoformat(current["expires"]).replace(tzinfo=UTC).timestamp()
+    wait_for(lambda: time.time() > expires, timeout=5, what="the manifest's expiry")
     log = dev.run(polls=3)
     assert "refused 1.2: manifest_expired" in log
     assert dev.booted_version() == "1.1" and dev.info()["boot_slot"] == "ota_0"
@@ -96,3 +101,7 @@ def test_expired_manifest_is_refused(cli, enroll, make_image, events):
     # Without trusted time (no SNTP yet) expiry cannot be judged; the update proceeds on the other rules.
     log = dev.run(2, 100, "--no-trusted-time")
     assert "1.2 confirmed" in log
+    info = dev.info()
+    assert info["boot_slot"] == "ota_1" and dev.booted_version() == "1.2"
+    assert {s["label"]: s["state"] for s in info["slots"]}["ota_1"] == "valid"
+    assert kinds(events("dev-4"))[-2:] == ["booted", "confirmed"]
