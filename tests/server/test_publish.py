@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import time
 
 import httpx
 import pytest
 
 from otaml.manifest import signing
 from otaml.manifest.format import read_manifest
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -166,16 +166,8 @@ def test_cancelled_upload_leaves_no_file(server, make_image):
     staging = server.data_dir / "tmp"
     with socket.create_connection(("127.0.0.1", server.port)) as s:
         s.sendall(head + image[: len(image) // 2])
-        assert wait_for(lambda: any(staging.iterdir())), "the upload was never staged"
-    assert wait_for(lambda: not any(staging.iterdir())), list(staging.iterdir())
+        wait_for(lambda: any(staging.iterdir()), timeout=5, what="the upload to be staged")
+    wait_for(lambda: not any(staging.iterdir()), timeout=5, what="the half upload to be removed")
     assert not (server.data_dir / "blobs").exists()
     assert data_state(server)[1:] == (0, 0)
 
-
-def wait_for(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
