@@ -122,3 +122,28 @@ def test_the_limits_themselves_are_allowed():
     assert strictjson.loads(b'{"a":9007199254740991,"b":-9007199254740991,"c":0.' + b"0" * 29 + b"1}")["a"] == 2**53 - 1
     assert strictjson.loads(b'{"a":"\\ud83d\\ude00\\/"}')["a"] == "\U0001f600/"
     assert math.isclose(float(strictjson.loads(b' \t\r\n{"v":1.20}\n ')["v"]), 1.2)
+
+
+@pytest.mark.parametrize("text", ["stable\n", "stable\r\n", "Stable", "-stable", "s" * 33, "stable\x00"])
+def test_channel_names_match_whole_with_no_trailing_newline(text):
+    from otaml.manifest.format import is_valid_channel
+
+    assert not is_valid_channel(text)
+    assert is_valid_channel("stable") and is_valid_channel("s" * 32)
+
+
+@pytest.mark.parametrize("text", ["1.2\n", "1.2 ", "\u0661.2", "1.2.3.4", "01.2"])
+def test_versions_match_whole(text):
+    from otaml.core.errors import VersionError
+    from otaml.manifest.versions import Version
+
+    with pytest.raises(VersionError):
+        Version.parse(text)
+
+
+def test_config_documents_the_server_signs_pass_the_device_rules():
+    from otaml.fleet.config import ConfigValueError, document
+
+    assert strictjson.loads(document("dev-1", 2**53 - 1, {"alert_threshold": 0}))["revision"] == 2**53 - 1
+    with pytest.raises(ConfigValueError, match="rule J5"):  # a revision no device could read exactly
+        document("dev-1", 2**53, {})
