@@ -70,11 +70,19 @@ def judge(body: bytes, signature_b64: str | bytes, keys: Sequence[ec.EllipticCur
     index = _verifying_key(keys, body, signature_b64)  # 2
     if index is None:
         return REJECT, Reason.BAD_SIGNATURE.value
+    return judge_verified(body, signing.key_id(keys[index]), context)
+
+
+def judge_verified(body: bytes, key_id: str, context: DeviceContext) -> tuple[str, str]:
+    """Checks 3-11 on bytes whose signature verified with the key ``key_id``
+    (otaml_policy_evaluate_verified)."""
+    if len(body) > MAX_MANIFEST_BYTES:  # otaml_manifest_parse refuses it as malformed
+        return REJECT, Reason.MANIFEST_MALFORMED.value
     try:  # 3
         m = rules.check_manifest(strictjson.loads(body))
     except ManifestError:
         return REJECT, Reason.MANIFEST_MALFORMED.value
-    if m.key_id != signing.key_id(keys[index]):  # 4
+    if m.key_id != key_id:  # 4
         return REJECT, Reason.KEY_MISMATCH.value
     return policy(m, context)
 
