@@ -65,9 +65,10 @@ def python_verdict(e: dict) -> str:
 
 def made_with_key(key: signing.SigningKey, data: bytes, sig: str) -> bool:
     """Whether ``sig`` is the key's own signature over exactly ``data`` (RFC 6979 makes it reproducible),
-    or that signature with s negated (ECDSA's one malleation: same key, same bytes)."""
+    or that signature with s negated (ECDSA's one malleation: same key, same bytes). A header value is a
+    C string to the core: it ends at the first NUL."""
     try:
-        r, s = decode_dss_signature(signing.decode_signature(sig))
+        r, s = decode_dss_signature(signing.decode_signature(sig.split("\x00", 1)[0]))
     except (SignatureError, ValueError):
         return False
     r0, s0 = decode_dss_signature(base64.b64decode(key.sign(data)))

@@ -47,8 +47,15 @@ class DeviceContext:
         return cls(**{name: d[name] for name in cls.__dataclass_fields__})
 
 
+def _c_string(text: str | bytes) -> bytes:
+    """A header value as the core receives it: a C string, which ends at the first NUL."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    return raw.split(b"\x00", 1)[0]
+
+
 def _verifying_key(keys: Sequence[ec.EllipticCurvePublicKey], body: bytes, signature_b64: str | bytes) -> int | None:
     """Index of the first pinned key that verifies, as otaml_manifest_verify tries them."""
+    signature_b64 = _c_string(signature_b64)
     try:
         der = signing.decode_signature(signature_b64)
     except SignatureError:
@@ -119,7 +126,7 @@ def judge_config(doc_b64: str | bytes, signature_b64: str | bytes, keys: Sequenc
     "ok", "too_large", "signature", "parse", "wrong_device" or "stale"; the properties only for "ok"."""
     from otaml.fleet.config import MAX_DOCUMENT_BYTES, PROPERTIES  # fleet imports this package
 
-    raw_b64 = doc_b64.encode("utf-8", "surrogatepass") if isinstance(doc_b64, str) else doc_b64
+    raw_b64 = _c_string(doc_b64)
     if len(raw_b64) > MAX_CONFIG_B64:
         return "too_large", {}
     try:
