@@ -1,9 +1,10 @@
 """The ML task in otaml-sim: the committed model runs through the real TFLM kernels, its class counters
-reach the server, and a build whose model or normalization is wrong fails its golden self-test and
-rolls back, with the reason recorded."""
+reach the server, and a build whose model is not its card's, or whose model or normalization is wrong,
+fails its self-test and rolls back, with the reason recorded."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
@@ -17,9 +18,15 @@ MODEL = ROOT / "firmware" / "model" / "amp_health.tflite"
 CARD = ROOT / "firmware" / "model" / "amp_health.card.json"
 
 
-def payload(model: bytes | None = None, card: dict | None = None) -> bytes:
+def payload(model: bytes | None = None, card: dict | None = None, *, card_follows_model: bool = False) -> bytes:
+    """The model and card linked into an image. card_follows_model: the card's size and sha256 are
+    rewritten for the bytes given (a build whose card was regenerated from a broken model), so the
+    image passes publish's integrity check and only the device's golden inputs can catch it."""
     card_obj = card if card is not None else json.loads(CARD.read_text())
-    return model_payload(model if model is not None else MODEL.read_bytes(), json.dumps(card_obj).encode())
+    model = model if model is not None else MODEL.read_bytes()
+    if card_follows_model:
+        card_obj = {**card_obj, "tflite_bytes": len(model), "sha256": hashlib.sha256(model).hexdigest()}
+    return model_payload(model, json.dumps(card_obj).encode())
 
 
 def test_class_counters_reach_the_server(cli, enroll, make_image, device_state):
@@ -46,7 +53,12 @@ def test_update_with_a_healthy_model_confirms(cli, enroll, make_image, events):
     assert cli("publish", "1.2", str(make_image("1.2", payload=payload()))).returncode == 0
     log = dev.run(3, 200)
     assert "1.2 confirmed" in log
-    assert [e["kind"] for e in events("dev-ml-ok")][-1] == "confirmed"
+    confirmed = events("dev-ml-ok")[-1]
+    assert confirmed["kind"] == "confirmed"
+    # The self-test found the model in the image and hashed it (not "no model, nothing to check").
+    card = json.loads(CARD.read_text())
+    assert confirmed["detail"] == (f"ml: model amp_health/1 ({card['tflite_bytes']} bytes, sha256 {card['sha256'][:16]}...) "
+                                   f"matches its card; 4 golden inputs pass")
 
 
 def weights_offset(model: bytes) -> tuple[int, int]:
@@ -84,13 +96,13 @@ def test_broken_model_fails_the_golden_self_test_and_rolls_back(cli, enroll, mak
     if breakage == "unloadable_model":
         for i in range(len(model) // 2, len(model) // 2 + 64):  # flatbuffer offsets: TFLM cannot parse it
             model[i] ^= 0x5A
-        bad = payload(model=bytes(model))
+        bad = payload(model=bytes(model), card_follows_model=True)
     elif breakage == "corrupt_weights":
         start, length = weights_offset(bytes(model))
         assert start > 0 and length >= 512
         for i in range(start, start + length):  # loads fine, computes something else
             model[i] = (model[i] + 37) % 256
-        bad = payload(model=bytes(model))
+        bad = payload(model=bytes(model), card_follows_model=True)
     else:
         card = json.loads(CARD.read_text())
         card["normalization"]["mean"][0] += 25.0  # a build that standardizes plate voltage wrongly
