@@ -26,6 +26,7 @@
 #include "otaml_ml.h"
 #include "otaml_port.h"
 #include "sim_flash.h"
+#include "sim_image.h"
 #include "sim_port.h"
 
 static const char *TAG = "otaml_sim";
@@ -34,10 +35,7 @@ static const char *TAG = "otaml_sim";
 #define DIRECTIVE_CRASH_ON_BOOT "OTAML-SIM:crash-on-boot"
 #define DIRECTIVE_LOSE_TOKEN "OTAML-SIM:lose-token"
 /* The model ships inside the image, linked in as on the device (ml_task.c: _binary_amp_health_tflite_start
- * and friends). A raw image has no linker symbols, so the synthetic builder appends a table of them
- * (otaml.image.synthetic.model_payload): marker, u32 count, then per symbol name[32], u32 distance from
- * the table back to the data, u32 length. */
-#define SIM_SYMBOLS "OTAML-SIM-SYMBOLS:"
+ * and friends), resolved through the image's simulator symbol table (sim_image.h). */
 #define SYMBOL_MODEL "amp_health_tflite"
 #define SYMBOL_CARD "amp_health_card_json"
 
@@ -74,55 +72,6 @@ static int usage(void)
             "                 [--unreachable-retakes N] [--ip-after-ms MS]\n"
             "       otaml-sim --flash FILE info\n");
     return 2;
-}
-
-/* ---- directives inside the running image ---- */
-
-/* The running image's bytes (NULL if it does not validate). Caller frees. */
-static uint8_t *prv_image_bytes(int slot, size_t *len)
-{
-    const sim_partition_t *p = sim_flash_ota_partition(slot);
-    sim_image_t img;
-    sim_flash_image(p, &img);
-    if (!img.valid) return NULL;
-    uint8_t *buf = malloc(img.length);
-    if (buf == NULL || sim_flash_read(p->offset, buf, img.length) != OTAML_OK) {
-        free(buf);
-        return NULL;
-    }
-    *len = img.length;
-    return buf;
-}
-
-static bool prv_image_has(int slot, const char *needle)
-{
-    size_t len = 0;
-    uint8_t *img = prv_image_bytes(slot, &len);
-    bool found = img != NULL && memmem(img, len, needle, strlen(needle)) != NULL;
-    free(img);
-    return found;
-}
-
-/* An embedded file's _binary_<symbol>_start and its length; NULL when the image does not link it. */
-static const uint8_t *prv_symbol(const uint8_t *img, size_t len, const char *symbol, uint32_t *data_len)
-{
-    const uint8_t *table = memmem(img, len, SIM_SYMBOLS, strlen(SIM_SYMBOLS));
-    if (table == NULL) return NULL;
-    size_t at = (size_t)(table - img) + strlen(SIM_SYMBOLS);
-    uint32_t count = 0;
-    if (at + 4 > len) return NULL;
-    memcpy(&count, img + at, 4);
-    at += 4;
-    for (uint32_t i = 0; i < count && at + 40 <= len; i++, at += 40) {
-        uint32_t back = 0;
-        if (strncmp((const char *)img + at, symbol, 32) != 0) continue;
-        memcpy(&back, img + at + 32, 4);
-        memcpy(data_len, img + at + 36, 4);
-        size_t start = (size_t)(table - img);
-        if (back > start || *data_len > back) return NULL;
-        return table - back;
-    }
-    return NULL;
 }
 
 /* ---- the ML task ---- */
@@ -164,10 +113,10 @@ static bool prv_config_apply(void *ctx, const otaml_config_t *config)
 static void prv_ml_setup(sim_app_t *app)
 {
     size_t len = 0;
-    uint8_t *img = prv_image_bytes(app->slot, &len);
+    uint8_t *img = sim_image_bytes(app->slot, &len);
     uint32_t model_len = 0, card_len = 0;
-    const uint8_t *model = img ? prv_symbol(img, len, SYMBOL_MODEL, &model_len) : NULL;
-    const uint8_t *card_json = img ? prv_symbol(img, len, SYMBOL_CARD, &card_len) : NULL;
+    const uint8_t *model = img ? sim_image_symbol(img, len, SYMBOL_MODEL, &model_len) : NULL;
+    const uint8_t *card_json = img ? sim_image_symbol(img, len, SYMBOL_CARD, &card_len) : NULL;
     if (model == NULL && card_json == NULL) {
         OTAML_LOGI(TAG, "this image carries no model: ML task not started");
         free(img);
@@ -189,7 +138,7 @@ static void prv_ml_setup(sim_app_t *app)
 static bool prv_selftest(void *ctx, char *detail, size_t size)
 {
     sim_app_t *app = ctx;
-    if (prv_image_has(app->slot, DIRECTIVE_SELFTEST_FAIL)) {
+    if (sim_image_has(app->slot, DIRECTIVE_SELFTEST_FAIL)) {
         snprintf(detail, size, "simulated self-test failure (%s)", DIRECTIVE_SELFTEST_FAIL);
         return false;
     }
@@ -330,12 +279,12 @@ static int cmd_run(const options_t *o, char **argv)
         OTAML_LOGE(TAG, "no device token: pass --token once (it is kept in NVS)");
         return 2;
     }
-    if (prv_image_has(slot, DIRECTIVE_LOSE_TOKEN)) {
+    if (sim_image_has(slot, DIRECTIVE_LOSE_TOKEN)) {
         OTAML_LOGW(TAG, "simulated build that lost its credentials (%s)", DIRECTIVE_LOSE_TOKEN);
         snprintf(token, sizeof(token), "lost-token");
     }
 
-    if (sim_otadata_state(slot) == OTAML_IMG_PENDING_VERIFY && prv_image_has(slot, DIRECTIVE_CRASH_ON_BOOT)) {
+    if (sim_otadata_state(slot) == OTAML_IMG_PENDING_VERIFY && sim_image_has(slot, DIRECTIVE_CRASH_ON_BOOT)) {
         OTAML_LOGE(TAG, "simulated crash before the image confirmed itself (%s)", DIRECTIVE_CRASH_ON_BOOT);
         otaml_port_reboot();
     }
