@@ -122,16 +122,16 @@ static prv_answer_t prv_wait_for_server(otaml_agent_t *a, char *detail, size_t s
     for (;;) {
         uint32_t left = prv_left_ms(start, window_ms);
         if (otaml_port_network_wait(left) != OTAML_OK) {
-            snprintf(why, sizeof(why), "no IP address");
-            break;
-        }
-        attempts++;
-        prv_answer_t answer = prv_ask_server(a, why, sizeof(why));
-        if (answer != PRV_NO_ANSWER) {
-            snprintf(detail, size, "%s", why);
-            OTAML_LOGI(TAG, "server answered (%s) at attempt %u, %u ms into the window", why, attempts,
-                       window_ms - prv_left_ms(start, window_ms));
-            return answer;
+            snprintf(why, sizeof(why), "no IP address"); /* nothing asked: not an attempt */
+        } else {
+            attempts++;
+            prv_answer_t answer = prv_ask_server(a, why, sizeof(why));
+            if (answer != PRV_NO_ANSWER) {
+                snprintf(detail, size, "%s", why);
+                OTAML_LOGI(TAG, "server answered (%s) at attempt %u, %u ms into the window", why, attempts,
+                           window_ms - prv_left_ms(start, window_ms));
+                return answer;
+            }
         }
         left = prv_left_ms(start, window_ms);
         if (left == 0) break;
