@@ -140,6 +140,10 @@ def publish(version: str, file: Path, channel: str, chip: str | None, no_legacy:
         f"({rate:.1f} MB/s), manifest_version {result.manifest_version}"
     )
     out.print(f"manifest: {result.manifest_url}")
+    for model in result.models:
+        out.print(model.summary())
+    if not result.models:
+        out.print("no model card in the image: no model to check")
     if staged:
         out.print(f"staged: no device is offered {version} until `release rollout start {version} --channel {channel}`")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from otaml.core.errors import ImageError, ManifestError
 from otaml.image.app_image import load_app_image
+from otaml.image.embedded_model import EmbeddedModel, check_embedded_models
 from otaml.manifest import signing
 from otaml.manifest.format import build_manifest_bytes, is_valid_channel
 from otaml.manifest.versions import Version
@@ -40,6 +41,7 @@ class PublishResult:
     manifest_version: int
     size: int
     seconds: float
+    models: list[EmbeddedModel]  # the model cards the image embeds, each matched by its model
 
 
 def publish(
@@ -60,8 +62,8 @@ def publish(
 
     Raises:
         VersionError: ``version`` is malformed.
-        ImageError: the file is not a genuine app image for the chip, or its app version or project
-            differs from what is published.
+        ImageError: the file is not a genuine app image for the chip, its app version or project
+            differs from what is published, or a model it embeds does not match its card.
         ManifestError: bad channel, file name or expiry.
         ServerError (or the server's own refusal: DowngradeError, ReleaseExistsError, ...).
     """
@@ -87,6 +89,7 @@ def publish(
         raise ImageError(
             f"{path.name} is project {image.desc.project_name!r}; this server publishes project {info['project']!r}"
         )
+    models = check_embedded_models(image)  # the server checks again; refusing here uploads nothing
 
     sha = hashlib.sha256(data).hexdigest()
     manifest = build_manifest_bytes(
@@ -122,6 +125,7 @@ def publish(
         manifest_version=info["next_manifest_version"],
         size=len(data),
         seconds=time.monotonic() - started,
+        models=models,
     )
 
 

@@ -26,6 +26,7 @@ from otaml.core.errors import (
 )
 from otaml.fleet.revision import bump_policy
 from otaml.image.app_image import load_app_image
+from otaml.image.embedded_model import check_embedded_models
 from otaml.manifest import signing
 from otaml.manifest.format import Manifest as ManifestDoc
 from otaml.manifest.format import read_key_id_untrusted, read_manifest
@@ -133,8 +134,8 @@ def publish(
         UnknownKeyError: the manifest's key is not registered.
         SignatureError: the signature does not verify over the manifest bytes.
         ManifestError: the manifest is malformed or disagrees with the binary, channel or server.
-        ImageError: the binary is not a genuine app image for the manifest's chip, or its app
-            description disagrees (version, project).
+        ImageError: the binary is not a genuine app image for the manifest's chip, its app
+            description disagrees (version, project), or a model it embeds does not match its card.
         ReleaseExistsError: this version is already published (on this channel, or elsewhere with
             other bytes).
         DowngradeError / LegacyOrderError: the version does not sort above the channel's current one,
@@ -166,6 +167,7 @@ def publish(
             raise ManifestError(
                 f"manifest says secure_version {doc.secure_version}, the image says {image.desc.secure_version}"
             )
+        check_embedded_models(image)
 
         version = doc.parsed_version
         same = session.exec(select(Release).where(Release.version == version.text)).all()
