@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, select
 
 from otaml.core.config import Settings
+from otaml.core.types import FILENAME
 from otaml.core.errors import (
     ConflictError,
     DowngradeError,
@@ -37,7 +38,6 @@ from otaml.storage.blobs import BlobStore, StagedBlob
 from otaml.storage.static_mirror import StaticMirror
 
 log = logging.getLogger(__name__)
-FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def _ts(epoch: int) -> datetime:
@@ -143,7 +143,7 @@ def publish(
         ConflictError: the manifest_version was taken by a concurrent publish.
     """
     try:
-        if not FILENAME_RE.match(filename):
+        if not FILENAME.ok(filename):
             raise ManifestError(f"expected a plain file name (letters, digits, . _ -), got {filename!r}")
         probe = read_manifest_untrusted_key_id(manifest_bytes)
         key = _trusted_key(session, public_pem, probe)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
@@ -11,16 +10,16 @@ from fastapi.responses import FileResponse
 from otaml.api.deps import ContextDep
 from otaml.core.errors import NotFoundError
 from otaml.core.http import etag_matches
+from otaml.core.types import FILENAME, SHA256
 
 router = APIRouter(prefix="/binaries", tags=["binaries"])
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 @router.api_route("/{sha256}/{filename}", methods=["GET", "HEAD"], summary="Download a published binary")
 def get_binary(
     sha256: str, filename: str, ctx: ContextDep, if_none_match: Annotated[str | None, Header()] = None
 ) -> Response:
-    if not _SHA_RE.match(sha256) or not ctx.store.exists(sha256):
+    if not SHA256.ok(sha256) or not FILENAME.ok(filename) or not ctx.store.exists(sha256):
         raise NotFoundError("Binary not found")
     # The bytes never change for a sha256, so the digest is a strong validator (also for If-Range).
     etag = f'"{sha256}"'
