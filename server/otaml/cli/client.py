@@ -11,17 +11,20 @@ from typing import Any
 import httpx
 
 from otaml.core import errors
-from otaml.core.errors import AuthError, ServerError
+from otaml.core.errors import AuthError, ConfigError, ServerError
 
 CHUNK = 64 * 1024
 
 
 class ReleaseClient:
     def __init__(self, server: str, token: str, timeout: float = 60.0):
-        self.server = server.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.server, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
-        )
+        self.server = server_url(server)
+        try:
+            self._http = httpx.Client(
+                base_url=self.server, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+            )
+        except (httpx.InvalidURL, UnicodeError, ValueError) as e:  # e.g. a token that is not a header value
+            raise ConfigError(f"cannot use --server/--token: {e}") from None
 
     def close(self) -> None:
         self._http.close()
@@ -37,9 +40,14 @@ class ReleaseClient:
             r = self._http.request(method, path, **kw)
         except httpx.TransportError as e:
             raise ServerError(f"cannot reach the release server at {self.server}: {e or type(e).__name__}") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
+            raise ServerError(f"request to {self.server}{path} failed: {e or type(e).__name__}") from None
         if r.status_code >= 400:
             raise _error_from(r)
-        return r.json() if r.content else None
+        try:
+            return r.json() if r.content else None
+        except ValueError:
+            raise ServerError(f"expected JSON from {r.request.url}, got {r.content[:60]!r}: is --server a release server?") from None
 
     def info(self) -> dict[str, Any]:
         return self._request("GET", "/api/info")
@@ -129,6 +137,18 @@ class ReleaseClient:
 
     def delete_config(self, scope: str, name: str) -> None:
         self._request("DELETE", f"/api/config/{scope}/{name}")
+
+
+def server_url(text: str) -> str:
+    """--server / OTAML_SERVER: an http(s) URL with a host. Raises ConfigError with what arrived."""
+    try:
+        url = httpx.URL(text.strip())
+        ok = url.scheme in ("http", "https") and bool(url.host)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"expected a release server URL like http://127.0.0.1:8000 (--server or OTAML_SERVER), got {text[:80]!r}")
+    return text.strip().rstrip("/")
 
 
 def _error_from(r: httpx.Response) -> errors.OtamlError:

@@ -64,6 +64,12 @@ class ReleaseExistsError(OtamlError):
     status = 409
 
 
+class ChannelChipError(OtamlError):
+    """A channel serves one chip, the one of its first release."""
+
+    status = 409
+
+
 class ConflictError(OtamlError):
     """Someone else published first; the manifest_version is taken."""
 

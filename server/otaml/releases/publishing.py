@@ -18,6 +18,7 @@ from sqlmodel import Session, func, select
 from otaml.core.config import Settings
 from otaml.core.types import FILENAME
 from otaml.core.errors import (
+    ChannelChipError,
     ConflictError,
     DowngradeError,
     ImageError,
@@ -41,7 +42,21 @@ log = logging.getLogger(__name__)
 
 
 def _ts(epoch: int) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
+    try:
+        return datetime.fromtimestamp(epoch, UTC)
+    except (OverflowError, OSError, ValueError):  # beyond what a timestamp column holds
+        raise ManifestError(f"expected a time before the year 10000, got {epoch} seconds since 1970") from None
+
+
+def check_channel_chip(session: Session, channel: str, chip: str) -> None:
+    """A channel has one chip, taken from its first release: a build for another chip would replace
+    the baseline of devices that cannot run it."""
+    first = session.exec(select(Release).where(Release.channel == channel).order_by(Release.id).limit(1)).first()  # type: ignore[arg-type]
+    if first is not None and first.chip != chip:
+        raise ChannelChipError(
+            f"channel {channel!r} serves {first.chip} (its first release {first.version} is for {first.chip}), "
+            f"got a build for {chip}; publish {chip} builds to a channel of their own, e.g. --channel {channel}-{chip}"
+        )
 
 
 def current_manifest(session: Session, channel: str) -> Manifest | None:
@@ -149,6 +164,7 @@ def publish(
         key = _trusted_key(session, public_pem, probe)
         doc = read_manifest(manifest_bytes, signature, key)
         _check_manifest_against_server(session, settings, doc, channel)
+        check_channel_chip(session, channel, doc.chip)
 
         if staged.sha256 != doc.sha256 or staged.size != doc.size:
             raise ManifestError(
