@@ -4,6 +4,7 @@ server named), carrying the server's own sentence."""
 from __future__ import annotations
 
 import base64
+from urllib.parse import quote
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ class ReleaseClient:
     def refresh(self, *, channel: str, manifest: bytes, signature: str) -> dict[str, Any]:
         return self._request(
             "POST",
-            f"/api/channels/{channel}/manifests",
+            f"/api/channels/{_seg(channel)}/manifests",
             headers={"Content-Type": "application/json", "X-Otaml-Signature": signature},
             content=manifest,
         )
@@ -108,13 +109,13 @@ class ReleaseClient:
         return self._request("GET", "/api/devices", params={k: v for k, v in filters.items() if v is not None})
 
     def events(self, device_id: str, limit: int = 50) -> dict[str, Any]:
-        return self._request("GET", f"/api/devices/{device_id}/events", params={"limit": limit})
+        return self._request("GET", f"/api/devices/{_seg(device_id)}/events", params={"limit": limit})
 
     def update_device(self, device_id: str, **fields: Any) -> dict[str, Any]:
-        return self._request("PATCH", f"/api/devices/{device_id}", json=fields)
+        return self._request("PATCH", f"/api/devices/{_seg(device_id)}", json=fields)
 
     def device_state(self, device_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/api/devices/{device_id}/state")
+        return self._request("GET", f"/api/devices/{_seg(device_id)}/state")
 
     def start_rollout(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", "/api/rollouts", json=spec)
@@ -124,19 +125,24 @@ class ReleaseClient:
         return self._request("GET", "/api/rollouts", params=params)
 
     def rollout(self, rollout_id: int) -> dict[str, Any]:
-        return self._request("GET", f"/api/rollouts/{rollout_id}")
+        return self._request("GET", f"/api/rollouts/{_seg(rollout_id)}")
 
     def rollout_action(self, rollout_id: int, action: str) -> dict[str, Any]:
-        return self._request("POST", f"/api/rollouts/{rollout_id}/{action}")
+        return self._request("POST", f"/api/rollouts/{_seg(rollout_id)}/{_seg(action)}")
 
     def config_layers(self) -> dict[str, Any]:
         return self._request("GET", "/api/config")
 
     def set_config(self, scope: str, name: str, properties: dict[str, int]) -> dict[str, Any]:
-        return self._request("PUT", f"/api/config/{scope}/{name}", json=properties)
+        return self._request("PUT", f"/api/config/{_seg(scope)}/{_seg(name)}", json=properties)
 
     def delete_config(self, scope: str, name: str) -> None:
-        self._request("DELETE", f"/api/config/{scope}/{name}")
+        self._request("DELETE", f"/api/config/{_seg(scope)}/{_seg(name)}")
+
+
+def _seg(value: object) -> str:
+    """One path segment: a name with / or a newline in it stays one segment for the server to refuse."""
+    return quote(str(value), safe="")
 
 
 def server_url(text: str) -> str:
