@@ -15,7 +15,15 @@ from otaml.core.types import FILENAME, SHA256
 router = APIRouter(prefix="/binaries", tags=["binaries"])
 
 
-@router.api_route("/{sha256}/{filename}", methods=["GET", "HEAD"], summary="Download a published binary")
+_BINARY = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the binary (HEAD: its headers)"},
+    206: {"content": {"application/octet-stream": {}}, "description": "one byte range of it"},
+    304: {"description": "unchanged (If-None-Match)"},
+    416: {"description": "the range is outside the binary"},
+}
+
+
+@router.get("/{sha256}/{filename}", summary="Download a published binary", responses=_BINARY)
 def get_binary(
     sha256: str, filename: str, ctx: ContextDep, if_none_match: Annotated[str | None, Header()] = None
 ) -> Response:
@@ -29,3 +37,10 @@ def get_binary(
     return FileResponse(
         ctx.store.path_for(sha256), media_type="application/octet-stream", filename=filename, headers=headers
     )
+
+
+@router.head("/{sha256}/{filename}", summary="A published binary's headers", responses=_BINARY)
+def head_binary(
+    sha256: str, filename: str, ctx: ContextDep, if_none_match: Annotated[str | None, Header()] = None
+) -> Response:
+    return get_binary(sha256, filename, ctx, if_none_match)
