@@ -308,6 +308,9 @@ class DeviceEvent(DeviceEventBase, table=True):
 
 
 class DeviceEventPublic(DeviceEventBase):
+    # Plain text on the way out: a kind or reason a newer server stored still reads.
+    kind: str  # type: ignore[assignment]
+    reason: str  # type: ignore[assignment]
     id: int
     device_id: str
     created_at: datetime
