@@ -70,6 +70,12 @@ class ChannelChipError(OtamlError):
     status = 409
 
 
+class PinError(OtamlError):
+    """A pin the device could not follow: not a release of its channel, or older than what it runs."""
+
+    status = 409
+
+
 class ConflictError(OtamlError):
     """Someone else published first; the manifest_version is taken."""
 

@@ -11,17 +11,11 @@ import logging
 
 from sqlmodel import Session, select
 
-from otaml.core.errors import OtamlError
+from otaml.core.errors import OtamlError, PinError
 from otaml.manifest.versions import Version
 from otaml.models import Device, Release
 
 log = logging.getLogger(__name__)
-
-
-class PinError(OtamlError):
-    """A pin that the device could not follow."""
-
-    status = 409
 
 
 def check_pin(session: Session, device: Device, version: str, force_reason: str | None) -> None:
