@@ -8,14 +8,15 @@ update are ordered so that a failure at any point leaves no row and no file behi
 from __future__ import annotations
 
 import logging
-import re
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, select
 
 from otaml.core.config import Settings
+from otaml.core.types import FILENAME, INT32_MAX
 from otaml.core.errors import (
+    ChannelChipError,
     ConflictError,
     DowngradeError,
     ImageError,
@@ -37,11 +38,24 @@ from otaml.storage.blobs import BlobStore, StagedBlob
 from otaml.storage.static_mirror import StaticMirror
 
 log = logging.getLogger(__name__)
-FILENAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def _ts(epoch: int) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
+    try:
+        return datetime.fromtimestamp(epoch, UTC)
+    except (OverflowError, OSError, ValueError):  # beyond what a timestamp column holds
+        raise ManifestError(f"expected a time before the year 10000, got {epoch} seconds since 1970") from None
+
+
+def check_channel_chip(session: Session, channel: str, chip: str) -> None:
+    """A channel has one chip, taken from its first release: a build for another chip would replace
+    the baseline of devices that cannot run it."""
+    first = session.exec(select(Release).where(Release.channel == channel).order_by(Release.id).limit(1)).first()  # type: ignore[arg-type]
+    if first is not None and first.chip != chip:
+        raise ChannelChipError(
+            f"channel {channel!r} serves {first.chip} (its first release {first.version} is for {first.chip}), "
+            f"got a build for {chip}; publish {chip} builds to a channel of their own, e.g. --channel {channel}-{chip}"
+        )
 
 
 def current_manifest(session: Session, channel: str) -> Manifest | None:
@@ -143,12 +157,15 @@ def publish(
         ConflictError: the manifest_version was taken by a concurrent publish.
     """
     try:
-        if not FILENAME_RE.fullmatch(filename):
+        if not FILENAME.ok(filename):
             raise ManifestError(f"expected a plain file name (letters, digits, . _ -), got {filename!r}")
         probe = read_key_id_untrusted(manifest_bytes)
         key = _trusted_key(session, public_pem, probe)
         doc = read_manifest(manifest_bytes, signature, key)
         _check_manifest_against_server(session, settings, doc, channel)
+        check_channel_chip(session, channel, doc.chip)
+        if doc.secure_version > INT32_MAX:  # release.secure_version is a 32-bit signed column
+            raise ManifestError(f"expected a secure_version of at most {INT32_MAX}, got {doc.secure_version}")
 
         if staged.sha256 != doc.sha256 or staged.size != doc.size:
             raise ManifestError(
