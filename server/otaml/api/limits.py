@@ -24,12 +24,13 @@ from typing import Any
 
 from otaml.core.config import Settings
 from otaml.core.errors import BadRequestError, BodyTimeoutError, BodyTooLargeError, OtamlError
+from otaml.manifest.format import MAX_MANIFEST_BYTES
 
 MAX_JSON_DEPTH = 32
 MAX_JSON_INT_DIGITS = 20  # int64 has 19; anything longer is refused before int() sees it
 DEFAULT_LIMIT = 64 * 1024
 EVENT_LIMIT = 4 * 1024  # a device's event: kind, version, reason and 256 characters of detail
-MANIFEST_LIMIT = 4096  # manifest.format.MAX_MANIFEST_BYTES, what the firmware accepts
+MANIFEST_LIMIT = MAX_MANIFEST_BYTES  # what the firmware accepts
 FORM_LIMIT = 4 * 1024  # the dashboard's login and action forms
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
