@@ -14,6 +14,7 @@ from sqlmodel import Field, SQLModel
 
 from otaml.core.types import (
     INT32_MAX,
+    UINT32_MAX,
     Channel,
     Detail,
     DeviceId,
@@ -65,7 +66,8 @@ class ReleaseBase(SQLModel):
     filename: str = Field(max_length=128)
     project: str = Field(max_length=32)
     chip: str = Field(max_length=16)
-    secure_version: int
+    # esp_app_desc_t.secure_version is a uint32_t: a 64-bit column holds every value a manifest may carry.
+    secure_version: int = Field(sa_type=BigInteger, ge=0, le=UINT32_MAX)
     idf_ver: str = Field(default="", max_length=32)
 
 
@@ -170,7 +172,7 @@ class Device(DeviceBase, table=True):
     partition: str | None = Field(default=None, max_length=16)
     ota_state: str | None = Field(default=None, max_length=16)
     manifest_version: int | None = Field(default=None, sa_column=Column(BigInteger))
-    secure_version: int | None = None
+    secure_version: int | None = Field(default=None, sa_type=BigInteger)  # a uint32_t on the device
     # Latest update event, so the device list shows failures without a join.
     last_event: str | None = Field(default=None, max_length=24)
     last_reason: str | None = Field(default=None, max_length=32)

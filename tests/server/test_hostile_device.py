@@ -171,7 +171,7 @@ def test_a_row_the_database_refuses_is_dropped_alone_and_counted(engine):
     if engine.dialect.name == "postgresql":  # what only PostgreSQL refuses: NUL, a 40-character channel, > int32
         buf.record(checkin("d3", channel="a\x00b"))
         buf.record(checkin("d4", channel="c" * 40))
-        buf.record(checkin("d5", secure_version=2**31))
+        buf.record(checkin("d5", ml_latency_us=2**31))
     written = buf.flush(engine)  # the shutdown flush is this same call: it completes
     bad = 4 if engine.dialect.name == "postgresql" else 1
     assert (written, buf.dropped, buf.pending()) == (2, bad, 0)

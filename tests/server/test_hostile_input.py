@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from otaml.api.limits import MAX_JSON_DEPTH, check_json
 from otaml.api.poll_asgi import range_of
 from otaml.core.errors import BadRequestError
-from otaml.core.types import CHANNEL, DEVICE_ID, INT32_MAX, INT64_MAX, TAG, VERSION, parse_uint
+from otaml.core.types import CHANNEL, DEVICE_ID, INT32_MAX, INT64_MAX, TAG, UINT32_MAX, VERSION, parse_uint
 from otaml.dashboard import auth
 from otaml.manifest.versions import Version
 from otaml.releases.polling import BadCheckinError, checkin_from_headers
@@ -46,7 +46,7 @@ def test_integers_are_ascii_digits_within_the_column(text, high):
 
 HEADER_COLUMNS = {  # header: (Checkin field, integer range or text width of its column)
     "x-otaml-manifest-version": ("manifest_version", INT64_MAX), "x-otaml-config-revision": ("config_revision", INT64_MAX),
-    "x-otaml-secure-version": ("secure_version", INT32_MAX), "x-otaml-ml-latency-us": ("ml_latency_us", INT32_MAX),
+    "x-otaml-secure-version": ("secure_version", UINT32_MAX), "x-otaml-ml-latency-us": ("ml_latency_us", INT32_MAX),
     "x-otaml-version": ("version", 32), "x-otaml-partition": ("partition", 16), "x-otaml-model": ("ml_model", 48),
     "x-otaml-ml-counters": ("ml_counters", 400), "x-otaml-config-applied": ("reported_config", 400),
     "x-otaml-ota-state": ("ota_state", 16),

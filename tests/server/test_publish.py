@@ -100,6 +100,10 @@ def test_secure_version_may_not_go_down(cli, make_image):
     assert cli("publish", "1.2", str(make_image("1.2", secure_version=3))).returncode == 0
     refused(cli("publish", "1.3", str(make_image("1.3", secure_version=2))), "secure_version 2 is lower", "3")
     assert cli("publish", "1.3", str(make_image("1.3", secure_version=3))).returncode == 0
+    # The whole uint32_t range of esp_app_desc_t.secure_version is stored (a 64-bit column, also on PostgreSQL).
+    top = cli("publish", "1.4", str(make_image("1.4", secure_version=2**32 - 1)))
+    assert top.returncode == 0, top.stderr
+    assert json.loads(cli("list", "--json").stdout)[0]["secure_version"] == 2**32 - 1
 
 
 def test_same_bytes_can_be_promoted_to_another_channel(cli, make_image, server):

@@ -157,7 +157,7 @@ class Demo:
             out[version] = path
         return out
 
-    def run(self, duration: float | None) -> str:
+    def run(self, duration: float | None, until_done: bool = False) -> str:
         if not port_free(self.port):
             raise DemoError(f"port {self.port} is in use; the demo never talks to a server it did not start (pass another --port)")
         self._fresh_dir()
@@ -194,6 +194,8 @@ class Demo:
                 time.sleep(1)
                 if self.procs[0].poll() is not None:
                     raise DemoError(f"the server stopped; see {self.data_dir / 'server.log'}")
+                if until_done and client.rollout(rollout["id"])["state"] in ("done", "halted", "aborted"):
+                    break
             devices = client.devices(limit=1000)["data"]
             state = client.rollout(rollout["id"])
         versions: dict[str, int] = {}

@@ -239,7 +239,8 @@ def events(device_id: str, limit: int, server: str, token: str, as_json: bool) -
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("otaml-demo"), show_default=True,
               help="Wiped and recreated (only if an earlier demo made it).")
 @click.option("--duration", type=click.FloatRange(min=0), default=None, help="Stop after this many seconds (default: at Ctrl-C).")
-def demo(devices: int, port: int | None, data_dir: Path, duration: float | None) -> None:
+@click.option("--until-done", is_flag=True, help="Stop as soon as the rollout is done, halted or aborted (--duration caps it).")
+def demo(devices: int, port: int | None, data_dir: Path, duration: float | None, until_done: bool) -> None:
     """Run a server, publish two builds and a fleet of simulated devices rolling out the second.
 
     It starts its own server and talks to nothing else: a port in use is refused."""
@@ -248,7 +249,7 @@ def demo(devices: int, port: int | None, data_dir: Path, duration: float | None)
     say = lambda text: err.print(f"demo: {text}")  # noqa: E731
     d = Demo(data_dir=data_dir, port=pick_port(port, say), devices=devices, say=say)
     try:
-        summary = d.run(duration)
+        summary = d.run(duration, until_done=until_done)
     finally:
         d.stop()
     out.print(f"demo: {summary}")

@@ -19,6 +19,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, WithJsonSchema
 
 INT32_MAX = 2**31 - 1  # sa.Integer on PostgreSQL
+UINT32_MAX = 2**32 - 1  # a uint32_t on the device (secure_version), stored in a BigInteger column
 INT64_MAX = 2**63 - 1  # sa.BigInteger on PostgreSQL (SQLite's INTEGER)
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from starlette.concurrency import run_in_threadpool
 
 from otaml.core.errors import AuthError, NotFoundError, OtamlError
-from otaml.core.types import CHANNEL, DEVICE_ID, INT32_MAX, INT64_MAX, parse_uint, shown
+from otaml.core.types import CHANNEL, DEVICE_ID, INT32_MAX, INT64_MAX, UINT32_MAX, parse_uint, shown
 from otaml.fleet import config
 from otaml.fleet import protocol as p
 from otaml.fleet.checkins import Checkin
@@ -104,7 +104,7 @@ def checkin_from_headers(h: Mapping[str, str], device_id: str, channel: str) -> 
         partition=_text_header(p.H_PARTITION, h.get("x-otaml-partition"), 16),
         ota_state=state,
         manifest_version=_int_header(p.H_MANIFEST_VERSION, h.get("x-otaml-manifest-version"), INT64_MAX),
-        secure_version=_int_header(p.H_SECURE_VERSION, h.get("x-otaml-secure-version"), INT32_MAX),
+        secure_version=_int_header(p.H_SECURE_VERSION, h.get("x-otaml-secure-version"), UINT32_MAX),
         ml_model=_text_header(p.H_MODEL, h.get("x-otaml-model"), 48),
         ml_counters=_counters_header(h.get("x-otaml-ml-counters")),
         ml_latency_us=_int_header(p.H_ML_LATENCY_US, h.get("x-otaml-ml-latency-us"), INT32_MAX),

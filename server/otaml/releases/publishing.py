@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, select
 
 from otaml.core.config import Settings
-from otaml.core.types import FILENAME, INT32_MAX
+from otaml.core.types import FILENAME
 from otaml.core.errors import (
     ChannelChipError,
     ConflictError,
@@ -164,8 +164,6 @@ def publish(
         doc = read_manifest(manifest_bytes, signature, key)
         _check_manifest_against_server(session, settings, doc, channel)
         check_channel_chip(session, channel, doc.chip)
-        if doc.secure_version > INT32_MAX:  # release.secure_version is a 32-bit signed column
-            raise ManifestError(f"expected a secure_version of at most {INT32_MAX}, got {doc.secure_version}")
 
         if staged.sha256 != doc.sha256 or staged.size != doc.size:
             raise ManifestError(
