@@ -159,7 +159,9 @@ if (opts.command === "exec") {
   const started = Date.now();
   // A reboot is a new interpreter: RAM is lost, the flash file stays, as on a reset.
   for (;;) {
+    let outcome = "none";
     const host = {
+      set_outcome: (o) => { outcome = o; },
       config: JSON.stringify(config),
       flash_read: (off, len) => flash.read(off, len),
       flash_write: (off, hex) => flash.write(off, hex),
@@ -167,9 +169,8 @@ if (opts.command === "exec") {
       millis_since_power_on: () => Date.now() - started,
     };
     const mp = await boot(host);
-    let outcome;
     try {
-      outcome = await mp.runPythonAsync("import otaml.host\nawait otaml.host.main()");
+      await mp.runPythonAsync("import otaml.host\nawait otaml.host.main()");
     } catch (e) {
       if (!pythonError(e)) throw e;
       process.exit(1);
