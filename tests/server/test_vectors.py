@@ -35,7 +35,8 @@ def test_committed_vectors_match_their_generator(tmp_path):
                    capture_output=True)
     for fresh in tmp_path.iterdir():
         assert fresh.read_bytes() == (VECTORS / fresh.name).read_bytes(), f"{fresh.name} is stale: run scripts/gen-vectors"
-    assert {p.name for p in tmp_path.iterdir()} == {p.name for p in VECTORS.iterdir()}
+    # adversarial.jsonl has its own generator (tests/firmware/test_corpus.py checks it)
+    assert {p.name for p in tmp_path.iterdir()} == {p.name for p in VECTORS.iterdir()} - {"adversarial.jsonl"}
 
 
 def test_every_refusal_reason_of_a_manifest_has_a_vector():
@@ -77,8 +78,14 @@ def _is_json(name: str) -> bool:
         return False
 
 
+# Rules a JSON Schema cannot state: the strict JSON rules (a schema sees parsed values), `version`
+# against `semver` (two fields), and integer literals (the schema's "integer" admits 1.0).
+SCHEMA_BLIND = {"J1", "J2", "J3", "J4", "J5", "J6", "version", "integer"}
+
+
 @pytest.mark.parametrize("vector", [v for v in INDEX["vectors"] if v["layer"] == "format"
-                                    and v["expect"] == "manifest_malformed" and _is_json(v["name"])],
+                                    and v["expect"] == "manifest_malformed" and _is_json(v["name"])
+                                    and v.get("rule") not in SCHEMA_BLIND],
                          ids=lambda v: v["name"])
 def test_schema_agrees_on_malformed_vectors(vector):
     body, _ = load(vector["name"])

@@ -32,18 +32,32 @@ typedef struct {
 void otaml_config_init(otaml_config_t *cfg);
 
 /**
- * Verify and parse a document from the X-Otaml-Config / X-Otaml-Config-Signature headers.
+ * Verify and parse a document from the X-Otaml-Config / X-Otaml-Config-Signature headers, in this
+ * order (manifests/README.md, "Desired configuration").
  * @param applied_revision the revision this device runs; only a higher one is accepted.
  * @return OTAML_OK (out filled);
- *         OTAML_ERR_TOO_LARGE (document over OTAML_MAX_CONFIG_BYTES, checked before anything else);
- *         OTAML_ERR_SIGNATURE (not base64, or no key of the ring verifies the signature);
- *         OTAML_ERR_PARSE (not the documented JSON, or a property out of its range);
- *         OTAML_ERR_WRONG_DEVICE (signed for another device: a replay across devices);
- *         OTAML_ERR_STALE (revision not above applied_revision: a replay of an older document);
- *         OTAML_ERR_NO_MEM.
+ *         OTAML_ERR_TOO_LARGE (the base64 over OTAML_MAX_CONFIG_B64 characters, or the document over
+ *         OTAML_MAX_CONFIG_BYTES, checked before the signature);
+ *         OTAML_ERR_SIGNATURE (the document or the signature not strict base64, the signature not
+ *         canonical DER, or no key of the ring verifies it);
+ *         then what otaml_config_parse() returns.
  */
 otaml_status_t otaml_config_verify(const otaml_keyring_t *ring, const char *doc_b64, const char *sig_b64,
                                    const char *device_id, uint64_t applied_revision, otaml_config_t *out);
+
+/**
+ * The checks after the signature, on verified bytes (otaml_config_verify ends with it; the fuzz
+ * harness calls it to reach the parser without the config key). Never call it on unverified bytes.
+ * @return OTAML_OK (out filled);
+ *         OTAML_ERR_PARSE (not strict JSON, J1-J6; `device_id` not a string [A-Za-z0-9._:-]{1,64},
+ *         `revision` not an integer literal in 1..2^53-1, `properties` not an object; or a known
+ *         property not an integer literal within its range: the whole document is refused);
+ *         OTAML_ERR_WRONG_DEVICE (signed for another device: a replay across devices);
+ *         OTAML_ERR_STALE (revision not above applied_revision: a replay of an older document);
+ *         OTAML_ERR_TOO_LARGE (over OTAML_MAX_CONFIG_BYTES); OTAML_ERR_NO_MEM.
+ */
+otaml_status_t otaml_config_parse(const uint8_t *body, size_t len, const char *device_id, uint64_t applied_revision,
+                                  otaml_config_t *out);
 
 /** "alert_threshold=80,ml_interval_ms=200": the properties set, sorted by name (the
  * X-Otaml-Config-Applied header, and how they are stored). @return OTAML_OK, OTAML_ERR_TOO_LARGE. */

@@ -40,6 +40,15 @@ otaml_decision_t otaml_policy_evaluate(const otaml_keyring_t *ring, const uint8_
                                        const char *signature_b64, const otaml_policy_ctx_t *ctx,
                                        otaml_manifest_t *out, otaml_reason_t *reason);
 
+/**
+ * Checks 3-11 (parse, key id, policy) on bytes whose signature already verified with the pinned key
+ * `key_id`. otaml_policy_evaluate ends with it; the fuzz harness (firmware/fuzz) calls it to reach
+ * the parser without a signing key. Never call it on bytes that did not verify.
+ */
+otaml_decision_t otaml_policy_evaluate_verified(const uint8_t *body, size_t len, const char *key_id,
+                                                const otaml_policy_ctx_t *ctx, otaml_manifest_t *out,
+                                                otaml_reason_t *reason);
+
 /** The policy checks alone, on a verified and parsed manifest. */
 otaml_decision_t otaml_policy_check(const otaml_manifest_t *m, const otaml_policy_ctx_t *ctx,
                                     otaml_reason_t *reason);

@@ -1,17 +1,15 @@
 /*
- * Desired-configuration documents: size cap, then signature, then parsing, then the device and
- * revision checks, so unsigned bytes never reach cJSON.
+ * Desired-configuration documents: size cap, then signature, then strict parsing (otaml_json.c, the
+ * rules of manifests/README.md), then the device and revision checks, so unsigned bytes never reach
+ * the parser.
  */
-#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cJSON.h>
-#include <mbedtls/base64.h>
-
 #include "otaml_config.h"
+#include "otaml_json.h"
 #include "otaml_port.h"
 
 static const char *TAG = "otaml_config";
@@ -51,19 +49,79 @@ static const prv_property_t *prv_find(const char *name)
     return NULL;
 }
 
-static otaml_status_t prv_set(otaml_config_t *cfg, const char *name, double value)
+static otaml_status_t prv_set(otaml_config_t *cfg, const prv_property_t *p, int64_t value)
 {
-    const prv_property_t *p = prv_find(name);
-    if (p == NULL) {
-        OTAML_LOGW(TAG, "ignoring unknown property %s (newer server?)", name);
-        return OTAML_OK;
-    }
-    if (value != floor(value) || value < p->low || value > p->high) {
-        OTAML_LOGE(TAG, "%s: expected an integer from %ld to %ld, got %g", name, (long)p->low, (long)p->high, value);
+    if (value < p->low || value > p->high) {
+        OTAML_LOGE(TAG, "%s: expected an integer from %ld to %ld, got %lld", p->name, (long)p->low, (long)p->high,
+                   (long long)value);
         return OTAML_ERR_PARSE;
     }
     *prv_field(cfg, p) = (int32_t)value;
     return OTAML_OK;
+}
+
+static bool prv_device_id_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' || c == '_' ||
+           c == ':' || c == '-';
+}
+
+/* Strict JSON, then the document's fields (manifests/README.md, "Config document fields"). */
+static otaml_status_t prv_parse(const otaml_json_t *doc, const char *device_id, uint64_t applied_revision,
+                                otaml_config_t *out)
+{
+    char dev[65];
+    size_t n = 0;
+    int64_t revision = 0;
+    int props = otaml_json_get(doc, 0, "properties");
+    if (otaml_json_string(doc, otaml_json_get(doc, 0, "device_id"), dev, sizeof(dev), &n) != OTAML_OK || n == 0 ||
+        otaml_json_integer(doc, otaml_json_get(doc, 0, "revision"), &revision) != OTAML_OK || revision < 1 ||
+        props < 0 || doc->tok[props].type != OTAML_JSON_OBJECT) {
+        OTAML_LOGE(TAG, "config document lacks device_id, revision or properties, or one has the wrong type");
+        return OTAML_ERR_PARSE;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!prv_device_id_char(dev[i])) {
+            OTAML_LOGE(TAG, "config document: device_id is not [A-Za-z0-9._:-]{1,64}");
+            return OTAML_ERR_PARSE;
+        }
+    }
+    if (strcmp(dev, device_id) != 0) return OTAML_ERR_WRONG_DEVICE;
+    if ((uint64_t)revision <= applied_revision) return OTAML_ERR_STALE;
+    out->revision = (uint64_t)revision;
+    for (int k = otaml_json_first_member(doc, props); k >= 0; k = otaml_json_next_member(doc, props, k)) {
+        for (size_t i = 0; i < N_PROPERTIES; i++) {
+            if (!otaml_json_string_is(doc, k, PROPERTIES[i].name)) continue;
+            int64_t value;
+            if (otaml_json_integer(doc, k + 1, &value) != OTAML_OK) {
+                OTAML_LOGE(TAG, "%s: expected an integer literal", PROPERTIES[i].name);
+                return OTAML_ERR_PARSE;
+            }
+            OTAML_RETURN_IF_ERROR(prv_set(out, &PROPERTIES[i], value));
+        }
+        /* a name in no row is a newer server's property: ignored, whatever its value */
+    }
+    return OTAML_OK;
+}
+
+otaml_status_t otaml_config_parse(const uint8_t *body, size_t len, const char *device_id, uint64_t applied_revision,
+                                  otaml_config_t *out)
+{
+    otaml_config_init(out);
+    if (len > OTAML_MAX_CONFIG_BYTES) return OTAML_ERR_TOO_LARGE;
+    otaml_json_t *doc = malloc(sizeof(*doc));
+    if (doc == NULL) return OTAML_ERR_NO_MEM;
+    otaml_status_t st = otaml_json_parse(doc, body, len);
+    if (st != OTAML_OK) {
+        OTAML_LOGE(TAG, "config document is not strict JSON: %s at byte %u", doc->error ? doc->error : "?",
+                   (unsigned)doc->error_at);
+        st = OTAML_ERR_PARSE;
+    } else {
+        st = prv_parse(doc, device_id, applied_revision, out);
+    }
+    free(doc);
+    if (st != OTAML_OK) otaml_config_init(out);
+    return st;
 }
 
 otaml_status_t otaml_config_verify(const otaml_keyring_t *ring, const char *doc_b64, const char *sig_b64,
@@ -71,47 +129,17 @@ otaml_status_t otaml_config_verify(const otaml_keyring_t *ring, const char *doc_
 {
     otaml_config_init(out);
     if (ring == NULL || doc_b64 == NULL || sig_b64 == NULL || device_id == NULL) return OTAML_ERR_INVALID_ARG;
-    size_t b64_len = strlen(doc_b64);
+    size_t b64_len = strnlen(doc_b64, OTAML_MAX_CONFIG_B64 + 1);
     if (b64_len > OTAML_MAX_CONFIG_B64) return OTAML_ERR_TOO_LARGE;
-    uint8_t body[OTAML_MAX_CONFIG_BYTES + 4];
+    /* Room for every header that passed the length check, so a document just over the limit decodes
+     * and is refused as too large (not as a signature error). */
+    uint8_t body[(OTAML_MAX_CONFIG_B64 / 4) * 3];
     size_t len = 0;
-    if (mbedtls_base64_decode(body, sizeof(body) - 1, &len, (const unsigned char *)doc_b64, b64_len) != 0) {
-        return OTAML_ERR_SIGNATURE;
-    }
+    if (otaml_base64_decode_strict(doc_b64, b64_len, body, sizeof(body), &len) != OTAML_OK) return OTAML_ERR_SIGNATURE;
     if (len > OTAML_MAX_CONFIG_BYTES) return OTAML_ERR_TOO_LARGE;
     otaml_status_t st = otaml_manifest_verify(ring, body, len, sig_b64, NULL);
     if (st != OTAML_OK) return st == OTAML_ERR_NO_MEM ? st : OTAML_ERR_SIGNATURE;
-
-    cJSON *root = cJSON_ParseWithLength((const char *)body, len);
-    if (root == NULL) return OTAML_ERR_PARSE;
-    st = OTAML_ERR_PARSE;
-    const cJSON *dev = cJSON_GetObjectItemCaseSensitive(root, "device_id");
-    const cJSON *rev = cJSON_GetObjectItemCaseSensitive(root, "revision");
-    const cJSON *props = cJSON_GetObjectItemCaseSensitive(root, "properties");
-    if (!cJSON_IsString(dev) || !cJSON_IsNumber(rev) || !cJSON_IsObject(props) || rev->valuedouble < 1 ||
-        rev->valuedouble > 9007199254740991.0 || rev->valuedouble != floor(rev->valuedouble)) {
-        OTAML_LOGE(TAG, "config document lacks device_id, revision or properties");
-        goto done;
-    }
-    if (strcmp(dev->valuestring, device_id) != 0) {
-        st = OTAML_ERR_WRONG_DEVICE;
-        goto done;
-    }
-    out->revision = (uint64_t)rev->valuedouble;
-    if (out->revision <= applied_revision) {
-        st = OTAML_ERR_STALE;
-        goto done;
-    }
-    const cJSON *item;
-    cJSON_ArrayForEach(item, props)
-    {
-        if (!cJSON_IsNumber(item) || prv_set(out, item->string, item->valuedouble) != OTAML_OK) goto done;
-    }
-    st = OTAML_OK;
-done:
-    cJSON_Delete(root);
-    if (st != OTAML_OK) otaml_config_init(out);
-    return st;
+    return otaml_config_parse(body, len, device_id, applied_revision, out);
 }
 
 otaml_status_t otaml_config_format(const otaml_config_t *cfg, char *buf, size_t size)
@@ -144,7 +172,12 @@ otaml_status_t otaml_config_parse_applied(const char *text, otaml_config_t *cfg)
         char *end;
         long v = strtol(eq + 1, &end, 10);
         if (end == eq + 1 || (*end != ',' && *end != '\0')) return OTAML_ERR_PARSE;
-        if (prv_set(cfg, name, (double)v) != OTAML_OK) return OTAML_ERR_PARSE;
+        const prv_property_t *prop = prv_find(name);
+        if (prop == NULL) {
+            OTAML_LOGW(TAG, "ignoring unknown property %s (newer server?)", name);
+        } else if (prv_set(cfg, prop, v) != OTAML_OK) {
+            return OTAML_ERR_PARSE;
+        }
         p = *end ? end + 1 : end;
     }
     return OTAML_OK;

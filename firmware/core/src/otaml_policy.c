@@ -42,6 +42,19 @@ otaml_decision_t otaml_policy_check(const otaml_manifest_t *m, const otaml_polic
     return OTAML_DECISION_UPDATE;
 }
 
+otaml_decision_t otaml_policy_evaluate_verified(const uint8_t *body, size_t len, const char *key_id,
+                                                const otaml_policy_ctx_t *ctx, otaml_manifest_t *out,
+                                                otaml_reason_t *reason)
+{
+    *reason = OTAML_REASON_OK;
+    if (otaml_manifest_parse(body, len, out) != OTAML_OK) return prv_reject(reason, OTAML_REASON_MANIFEST_MALFORMED);
+    if (strcmp(out->key_id, key_id) != 0) {
+        OTAML_LOGW(TAG, "manifest names key %s but key %s verified it", out->key_id, key_id);
+        return prv_reject(reason, OTAML_REASON_KEY_MISMATCH);
+    }
+    return otaml_policy_check(out, ctx, reason);
+}
+
 otaml_decision_t otaml_policy_evaluate(const otaml_keyring_t *ring, const uint8_t *body, size_t len,
                                        const char *signature_b64, const otaml_policy_ctx_t *ctx,
                                        otaml_manifest_t *out, otaml_reason_t *reason)
@@ -52,10 +65,5 @@ otaml_decision_t otaml_policy_evaluate(const otaml_keyring_t *ring, const uint8_
     otaml_status_t st = otaml_manifest_verify(ring, body, len, signature_b64, &key_index);
     if (st == OTAML_ERR_TOO_LARGE) return prv_reject(reason, OTAML_REASON_MANIFEST_TOO_LARGE);
     if (st != OTAML_OK) return prv_reject(reason, OTAML_REASON_BAD_SIGNATURE);
-    if (otaml_manifest_parse(body, len, out) != OTAML_OK) return prv_reject(reason, OTAML_REASON_MANIFEST_MALFORMED);
-    if (strcmp(out->key_id, ring->key_id[key_index]) != 0) {
-        OTAML_LOGW(TAG, "manifest names key %s but key %s verified it", out->key_id, ring->key_id[key_index]);
-        return prv_reject(reason, OTAML_REASON_KEY_MISMATCH);
-    }
-    return otaml_policy_check(out, ctx, reason);
+    return otaml_policy_evaluate_verified(body, len, ring->key_id[key_index], ctx, out, reason);
 }

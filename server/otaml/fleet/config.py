@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from otaml.core.errors import OtamlError
-from otaml.manifest import signing
+from otaml.core.errors import ManifestError, OtamlError
+from otaml.manifest import rules, signing, strictjson
 
 
 class ConfigValueError(OtamlError):
@@ -76,6 +76,10 @@ def document(device_id: str, revision: int, properties: Mapping[str, int]) -> by
     ).encode()
     if len(body) > MAX_DOCUMENT_BYTES:
         raise ConfigValueError(f"expected a config document of at most {MAX_DOCUMENT_BYTES} bytes, got {len(body)}")
+    try:  # never sign what a device would refuse (manifests/README.md, "Strict JSON")
+        rules.check_config_document(strictjson.loads(body))
+    except ManifestError as e:
+        raise ConfigValueError(f"config document for {device_id[:64]!r} breaks the device's rules: {e}") from None
     return body
 
 

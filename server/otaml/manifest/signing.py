@@ -8,9 +8,9 @@ mbedtls_pk_verify takes on the device) in standard base64 without line breaks. T
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,16 +121,68 @@ def load_public_key(pem: str | bytes) -> ec.EllipticCurvePublicKey:
     return key
 
 
+MAX_SIGNATURE_B64 = 128  # base64 of a DER P-256 signature is at most 96 characters
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
+def decode_base64_strict(text: str | bytes) -> bytes:
+    """Base64 spelled one way (manifests/README.md, "Signature", S1): the standard alphabet, a multiple
+    of 4 characters, ``=`` only as the last one or two, nothing else (no line breaks, no spaces).
+    The device (otaml_base64_decode_strict) accepts exactly the same texts.
+
+    Raises:
+        SignatureError: anything else, or an empty text.
+    """
+    if isinstance(text, str):
+        text = text.encode("utf-8", "surrogatepass")
+    if not text or not _BASE64.fullmatch(text.decode("latin-1")):
+        raise SignatureError("expected standard base64 (A-Z a-z 0-9 + /, padded with =, no spaces); got other text")
+    return base64.b64decode(text, validate=True)
+
+
+def _der_integer(der: bytes, at: int) -> int:
+    """Offset after a minimal, non-negative DER INTEGER at ``at``; -1 if it is not one."""
+    if at + 2 > len(der) or der[at] != 0x02 or not 1 <= der[at + 1] <= 33:
+        return -1
+    n = der[at + 1]
+    body = der[at + 2 : at + 2 + n]
+    if len(body) != n or body[0] & 0x80 or (n > 1 and body[0] == 0 and not body[1] & 0x80):
+        return -1
+    return at + 2 + n
+
+
+def is_canonical_der_signature(der: bytes) -> bool:
+    """SEQUENCE { r INTEGER, s INTEGER } in canonical DER (short-form lengths, minimal non-negative
+    integers, nothing after): one encoding per signature, as OpenSSL and the device's check require."""
+    if len(der) < 8 or der[0] != 0x30 or der[1] != len(der) - 2 or der[1] >= 0x80:
+        return False
+    after_r = _der_integer(der, 2)
+    return after_r > 0 and _der_integer(der, after_r) == len(der)
+
+
+def decode_signature(signature_b64: str | bytes) -> bytes:
+    """The DER bytes of a signature spelled as S1 (manifests/README.md, "Signature").
+
+    Raises:
+        SignatureError: too long, not strict base64, or not canonical DER.
+    """
+    raw = signature_b64.encode("utf-8", "surrogatepass") if isinstance(signature_b64, str) else signature_b64
+    if len(raw) > MAX_SIGNATURE_B64:
+        raise SignatureError(f"expected a signature of at most {MAX_SIGNATURE_B64} base64 characters, got {len(raw)}")
+    der = decode_base64_strict(raw)
+    if not is_canonical_der_signature(der):
+        raise SignatureError("expected the signature as canonical DER of an ECDSA signature; got other bytes")
+    return der
+
+
 def verify(public_key: ec.EllipticCurvePublicKey, data: bytes, signature_b64: str) -> None:
     """Verify a detached signature over ``data``.
 
     Raises:
-        SignatureError: the signature is not base64 of a DER ECDSA signature, or it does not verify.
+        SignatureError: the signature is not spelled as S1 (strict base64 of canonical DER), or it
+            does not verify.
     """
-    try:
-        der = base64.b64decode(signature_b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise SignatureError("expected the signature as base64 of a DER ECDSA signature; got undecodable text") from None
+    der = decode_signature(signature_b64)
     try:
         public_key.verify(der, data, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:

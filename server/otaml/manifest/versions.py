@@ -16,7 +16,7 @@ from otaml.core.errors import DowngradeError, LegacyOrderError, VersionError
 
 # 1 to 3 components, no leading zeros (so each version has exactly one spelling), each fitting 16 bits so
 # the firmware can hold a component in a uint16_t. Matches esp_app_desc_t.version when the build sets it.
-_VERSION_RE = re.compile(r"^(0|[1-9][0-9]{0,4})(\.(0|[1-9][0-9]{0,4})){0,2}$")
+_VERSION_RE = re.compile(r"(0|[1-9][0-9]{0,4})(\.(0|[1-9][0-9]{0,4})){0,2}")
 MAX_COMPONENT = 65535
 
 
@@ -28,7 +28,7 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        if not isinstance(text, str) or not _VERSION_RE.match(text):
+        if not isinstance(text, str) or not _VERSION_RE.fullmatch(text):  # fullmatch: no trailing newline
             raise VersionError(
                 f"expected a version of 1 to 3 dot-separated numbers without leading zeros "
                 f"(like 1.2 or 1.2.3), got {text!r}"

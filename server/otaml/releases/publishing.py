@@ -7,7 +7,6 @@ update are ordered so that a failure at any point leaves no row and no file behi
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from otaml.fleet.revision import bump_policy
 from otaml.image.app_image import load_app_image
 from otaml.manifest import signing
 from otaml.manifest.format import Manifest as ManifestDoc
-from otaml.manifest.format import read_manifest
+from otaml.manifest.format import read_key_id_untrusted, read_manifest
 from otaml.manifest.versions import Version, check_successor
 from otaml.models import Manifest, Release, SigningKey
 from otaml.releases.urls import binary_url
@@ -37,7 +36,7 @@ from otaml.storage.blobs import BlobStore, StagedBlob
 from otaml.storage.static_mirror import StaticMirror
 
 log = logging.getLogger(__name__)
-FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+FILENAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def _ts(epoch: int) -> datetime:
@@ -143,9 +142,9 @@ def publish(
         ConflictError: the manifest_version was taken by a concurrent publish.
     """
     try:
-        if not FILENAME_RE.match(filename):
+        if not FILENAME_RE.fullmatch(filename):
             raise ManifestError(f"expected a plain file name (letters, digits, . _ -), got {filename!r}")
-        probe = read_manifest_untrusted_key_id(manifest_bytes)
+        probe = read_key_id_untrusted(manifest_bytes)
         key = _trusted_key(session, public_pem, probe)
         doc = read_manifest(manifest_bytes, signature, key)
         _check_manifest_against_server(session, settings, doc, channel)
@@ -248,7 +247,7 @@ def refresh(
     ManifestError when the manifest describes anything but the current release.
     """
     try:
-        key = _trusted_key(session, None, read_manifest_untrusted_key_id(manifest_bytes))
+        key = _trusted_key(session, None, read_key_id_untrusted(manifest_bytes))
         doc = read_manifest(manifest_bytes, signature, key)
         _check_manifest_against_server(session, settings, doc, channel)
         release = current_release(session, channel)
@@ -287,17 +286,6 @@ def refresh(
     if not release.staged:
         _mirror(mirror, store, release, manifest)
     return release, manifest
-
-
-def read_manifest_untrusted_key_id(raw: bytes) -> str:
-    """The key id a manifest claims, read only to pick the key that then verifies it."""
-    try:
-        kid = json.loads(raw).get("key_id")
-    except (ValueError, AttributeError):
-        raise ManifestError("expected a JSON object with a key_id") from None
-    if not isinstance(kid, str) or not re.fullmatch(r"[0-9a-f]{16}", kid):
-        raise ManifestError(f"expected key_id of 16 hex digits, got {kid!r}")
-    return kid
 
 
 def _manifest_row(doc: ManifestDoc, release: Release, body: bytes, signature: str) -> Manifest:

@@ -10,12 +10,26 @@ from sqlmodel import Session, select
 
 from otaml.api.deps import AdminDep, ContextDep, SessionDep
 from otaml.core.errors import ManifestError, NotFoundError
-from otaml.manifest.format import is_valid_channel
+from otaml.manifest.format import MAX_MANIFEST_BYTES, ManifestTooLargeError, is_valid_channel
 from otaml.models import ChannelPublic, Manifest, ManifestPublic, Release
 from otaml.releases import publishing
 from otaml.releases.urls import manifest_path
 
 router = APIRouter(prefix="/api/channels", tags=["channels"])
+
+
+async def read_capped_manifest(request: Request) -> bytes:
+    """The body, refused (413) as soon as it exceeds what any device reads: a declared Content-Length
+    before a byte is read, else while it streams in, so nothing larger is ever buffered or parsed."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and (len(declared) > 9 or int(declared) > MAX_MANIFEST_BYTES):
+        raise ManifestTooLargeError(f"expected a manifest of at most {MAX_MANIFEST_BYTES} bytes, got {declared[:20]}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise ManifestTooLargeError(f"expected a manifest of at most {MAX_MANIFEST_BYTES} bytes, got more")
+    return bytes(body)
 
 
 def manifest_public(base_url: str, m: Manifest, release: Release) -> ManifestPublic:
@@ -51,7 +65,7 @@ async def refresh_manifest(
         raise NotFoundError(f"no channel {channel[:40]!r}")
     if x_otaml_signature is None:
         raise ManifestError("expected header X-Otaml-Signature, got none")
-    body = await request.body()  # parse_manifest refuses anything over MAX_MANIFEST_BYTES
+    body = await read_capped_manifest(request)
 
     def _refresh() -> ManifestPublic:
         with Session(ctx.engine) as session:

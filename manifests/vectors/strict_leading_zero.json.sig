@@ -1,0 +1,1 @@
+MEYCIQCxqIteApdTUv9zNKdcjNuhwtgE2Gt0oa3ZFwzUrv51gAIhAO5t+DuRHmTYFUKOAbJjIcYO+IvowfxN5XLFuhz5Chj1

@@ -1,0 +1,1 @@
+MEYCIQDvL4+AL/hJRoeMR9Bd23cnWucPA4VvH0peN/+oj0pa7QIhAKwshnjkjF5TbqDjD3oEMpMzt/U9orYKfy8qAT3YNaXo

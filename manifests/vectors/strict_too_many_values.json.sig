@@ -1,0 +1,1 @@
+MEQCIDpzJc4ZmtMuDJfItej4RCMKJxo2wmsCa0nIaVNqBZeHAiBciupOyJplAqoJtxIhkVVXXNbKczBpLjxIrl4eJA8/UQ==

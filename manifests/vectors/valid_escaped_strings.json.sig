@@ -1,0 +1,1 @@
+MEUCIQDh0SnYePLvzoiv70Qj8hIMG4PJ+tsbpNr9IVpcbwrTxQIgVdknEKFEcOg994QI4mth+OmdE/54fsaZ8Kaa+y3h8fQ=

@@ -1,0 +1,1 @@
+MEUCICgQWgRyTIozGtGzrvhByiiWRqIPElJZ8qsUYSqopg4jAiEA3EDf2f890Kso5NGaL92Hgkb0/fNehTBbsDWnqpwZFDg=
