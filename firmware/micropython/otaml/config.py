@@ -57,7 +57,7 @@ class Config:
 
 def verify(keyring, doc_b64, sig_b64, device_id, applied_revision):
     """(status, Config or None) for the X-Otaml-Config / X-Otaml-Config-Signature headers."""
-    raw = doc_b64.encode() if isinstance(doc_b64, str) else doc_b64
+    raw = sig.c_string(doc_b64)
     if len(raw) > P.MAX_CONFIG_B64:
         return TOO_LARGE, None
     body = sig.b64decode(raw)

@@ -73,9 +73,17 @@ def parse_der(der):
     return r, s
 
 
+def c_string(value):
+    """A header value as the C core receives it: it ends at the first NUL (both must judge alike)."""
+    if isinstance(value, str):
+        value = value.encode()
+    end = value.find(b"\x00")
+    return value if end < 0 else value[:end]
+
+
 def parse_signature(b64, max_len=128):
     """(r, s) of a signature spelled as S1, or None."""
-    return parse_der(b64decode(b64, max_len))
+    return parse_der(b64decode(c_string(b64), max_len))
 
 
 class Key:
