@@ -8,7 +8,7 @@
 // The flash file has otaml-sim's layout (firmware/port/posix/sim_flash.h), so `otaml-sim --flash FILE
 // flash IMAGE` prepares it and `otaml-sim --flash FILE info` reads it. This file is the hardware only:
 // a NOR flash chip (reads, AND-writes, 4 KB erases) and the reset line. Everything the device decides,
-// including the bootloader's slot selection, runs in MicroPython (otaml/host.py).
+// including the bootloader's slot selection, runs in MicroPython (otaml_host.py beside this file).
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -111,6 +111,7 @@ function copyPackage(mp) {
   for (const name of fs.readdirSync(PACKAGE)) {
     if (name.endsWith(".py")) mp.FS.writeFile(`/lib/otaml/${name}`, fs.readFileSync(path.join(PACKAGE, name)));
   }
+  mp.FS.writeFile("/lib/otaml_host.py", fs.readFileSync(path.join(HERE, "otaml_host.py")));
 }
 
 async function boot(hostModule) {
@@ -170,7 +171,7 @@ if (opts.command === "exec") {
     };
     const mp = await boot(host);
     try {
-      await mp.runPythonAsync("import otaml.host\nawait otaml.host.main()");
+      await mp.runPythonAsync("import otaml_host\nawait otaml_host.main()");
     } catch (e) {
       if (!pythonError(e)) throw e;
       process.exit(1);

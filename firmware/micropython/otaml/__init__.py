@@ -4,5 +4,6 @@ The same structure as the C core (firmware/core): protocol, version, manifest (v
 (the ordered device checks), download (hash and size guard), config (desired-config documents), agent
 (rollback gate, poll, install), ml (the card's int8 model with TFLM's reference kernels). The platform
 sits behind narrow adapters: otaml.device (socket/ssl, esp32.Partition, NVS) on an ESP32, and
-otaml.host (js.fetch, a flash file with ESP-IDF's layout) in the WebAssembly MicroPython.
+firmware/micropython/host/otaml_host.py (js.fetch, a flash file with otaml-sim's layout) in the
+WebAssembly MicroPython under Node.
 """

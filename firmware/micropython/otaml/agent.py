@@ -260,6 +260,8 @@ class Agent:
                 self.rejected_etag = resp.etag
                 return await self.reject(m.semver if m else "", reason)
             return "idle"
+        if m is None:  # an update decision always carries its manifest
+            return "idle"
         self.log("I", "update offered: %s -> %s (manifest #%d)" % (self.running.version, m.semver, m.manifest_version))
         self.etag = ""  # until it is installed, keep fetching the manifest in full
         outcome = await install.install(self, m)

@@ -8,6 +8,11 @@ import time
 
 from otaml import agent as agentmod
 
+try:
+    from otaml.ml import ML  # noqa: F401 - for the type checker
+except ImportError:
+    pass
+
 TAG = "otaml_app"
 
 
@@ -16,7 +21,7 @@ class MLRunner:
 
     def __init__(self, port, ml, sensor, interval_ms):
         self.port = port
-        self.ml = ml
+        self.ml: "ML | None" = ml
         self.sensor = sensor  # () -> list of floats in the card's feature order, or None
         self.interval_ms = interval_ms
         self.stopped = False
@@ -35,7 +40,7 @@ class MLRunner:
     async def run(self):
         while not self.stopped:
             sample = self.sensor()
-            if sample is not None:
+            if sample is not None and self.ml is not None:
                 self.ml.step(sample)
             await asyncio.sleep_ms(self.interval_ms)
 
@@ -57,7 +62,7 @@ async def run(port, settings, runner=None, polls=0, interval_ms=0):
                 delay = interval_ms if interval_ms > 0 else ota.next_delay_ms()
                 await asyncio.sleep_ms(delay)
     finally:
-        if ml_task is not None:
+        if ml_task is not None and runner is not None:
             runner.stopped = True
             ml_task.cancel()
     return ota

@@ -15,6 +15,7 @@ class Guard:
         self.expected_size = expected_size
         self.received = 0
         self._sha = hashlib.sha256()
+        self.spent = False
 
     def feed(self, data):
         """Account for the next bytes; SizeError (nothing hashed) if they would pass the declared size."""
@@ -25,8 +26,10 @@ class Guard:
 
     def finish(self, expected_sha256):
         """"ok", "size" (fewer bytes than declared) or "hash". The guard is spent afterwards."""
+        if self.spent:
+            raise ValueError("the guard was already finished")
         digest = self._sha.digest()
-        self._sha = None
+        self.spent = True
         if self.received != self.expected_size:
             return "size"
         # Not secret: the expected digest is in the signed manifest, so a plain compare is fine.

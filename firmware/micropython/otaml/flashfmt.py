@@ -11,16 +11,20 @@ Hostile flash contents are the normal case: every reader here returns "not valid
 import hashlib
 import struct
 
-try:
-    from binascii import crc32 as _crc32
-except ImportError:  # a build without it: the same polynomial, bit by bit
-    def _crc32(data, crc=0):
-        crc ^= 0xFFFFFFFF
-        for b in data:
-            crc ^= b
-            for _ in range(8):
-                crc = (crc >> 1) ^ 0xEDB88320 if crc & 1 else crc >> 1
-        return crc ^ 0xFFFFFFFF
+import binascii
+
+
+def _crc32_bits(data, crc=0):
+    """For a build without binascii.crc32: the same polynomial, bit by bit."""
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xEDB88320 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+_crc32 = getattr(binascii, "crc32", _crc32_bits)
 
 SECTOR = 4096
 PARTITION_TABLE_OFFSET = 0x8000
@@ -182,7 +186,7 @@ def verify_image(read, part_size, chunk=SECTOR):
         sha.update(hdr)
         checksum = 0xEF
         pos = 24
-        version = project = None
+        version = project = ""
         secure_version = 0
         for s in range(nseg):
             seg = read(pos, 8)
@@ -222,6 +226,26 @@ def verify_image(read, part_size, chunk=SECTOR):
         img.project = project
         img.secure_version = secure_version
         img.length = pos
+    except (ValueError, IndexError, UnicodeError, OSError):
+        return Image()
+    return img
+
+
+def app_desc(read):
+    """The esp_app_desc_t of an image without validating the whole image (the running one was
+    validated by the bootloader): version, project and secure_version, or an Image with valid=False."""
+    img = Image()
+    try:
+        hdr = read(0, 32)
+        if hdr[0] != 0xE9 or struct.unpack_from("<I", hdr, 28)[0] < 256:
+            return img
+        desc = read(32, 256)
+        if struct.unpack_from("<I", desc, 0)[0] != APP_DESC_MAGIC:
+            return img
+        img.secure_version = struct.unpack_from("<I", desc, 4)[0]
+        img.version = _cstr(desc[16:47])
+        img.project = _cstr(desc[48:79])
+        img.valid = bool(img.version)
     except (ValueError, IndexError, UnicodeError, OSError):
         return Image()
     return img

@@ -17,7 +17,7 @@ class _ImageSink:
         self.guard = guard
         self.resume_offset = resume_offset
         self.since_persist = 0
-        self.resp = None
+        self.resp: Response | None = None
         self.started = False
         self.oversize = False
         self.flash_error = None

@@ -131,7 +131,7 @@ class ML:
     def __init__(self, port, card_raw, model_raw):
         self.port = port
         self.loaded = False
-        self.model = None
+        self.model: int8.Model | None = None
         self.card = Card(card_raw)
         self.model_id = "%s/%s" % (self.card.name, self.card.model_version)
         self.counts = [0] * len(self.card.labels)
@@ -154,7 +154,7 @@ class ML:
 
     def health_check(self):
         """The rollback gate's ML check: (ok, detail)."""
-        if not self.loaded:
+        if not self.loaded or self.model is None:
             return False, "ml: model %s did not load" % self.model_id
         for g, (x, q_card, out_card) in enumerate(self.card.golden):
             q = self.card.quantize(x)
@@ -166,7 +166,7 @@ class ML:
 
     def step(self, sample):
         """One inference on raw sensor values; counts the class (and an alert). Returns the class or -1."""
-        if not self.loaded:
+        if not self.loaded or self.model is None:
             return -1
         q = self.card.quantize(sample)
         t0 = self.port.uptime_us()

@@ -45,7 +45,7 @@ class Response:
 
     def __init__(self):
         self.status = 0
-        self.error = None
+        self.error: str | None = None
         self.etag = ""
         self.signature = ""
         self.poll_interval = 0

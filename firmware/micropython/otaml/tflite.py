@@ -99,10 +99,10 @@ class Op:
 
 class Graph:
     def __init__(self, tensors, ops, inputs, outputs):
-        self.tensors = tensors
-        self.ops = ops
-        self.inputs = inputs
-        self.outputs = outputs
+        self.tensors: "list[Tensor]" = tensors
+        self.ops: "list[Op]" = ops
+        self.inputs: "list[int]" = inputs
+        self.outputs: "list[int]" = outputs
 
 
 def parse(model):

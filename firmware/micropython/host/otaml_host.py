@@ -19,7 +19,7 @@ import time
 import js
 import otaml_hostjs as H
 
-from otaml import app, flashfmt as F, sig
+from otaml import app, flashfmt as F, ml, sig
 from otaml import agent as agentmod
 from otaml.port import PortError, Response, SlotInfo
 from otaml.store import KVStore
@@ -332,8 +332,11 @@ async def _run(cfg):
 
     model, card = _blob(image, BLOB_MODEL), _blob(image, BLOB_CARD)
     if model is not None and card is not None:
-        from otaml import host_ml
-        host_ml.setup(port, runner, model, card, cfg.get("samples", ""))
+        try:
+            runner.ml = ml.ML(port, card, model)
+            runner.sensor = ml.Replay(cfg.get("samples", ""), runner.ml.card.n_features)
+        except ml.CardError as e:
+            port.log("E", "otaml_ml", "model card: %s" % e)
     else:
         port.log("I", "otaml_host", "this image carries no model: ML task not started")
 
