@@ -1,9 +1,10 @@
 /*
  * otaml firmware: boot setup, the rollback gate, then the ML task and the OTA task.
  *
- * The gate runs before anything else can depend on the new image: a build that cannot reach the
- * network, cannot reach the release server, or fails the ML health check never confirms itself, and
- * the bootloader returns to the previous slot.
+ * The gate runs before anything else can depend on the new image: a build that fails the ML health
+ * check, or whose check-in the release server refuses, rolls back at once; one that hears nothing from
+ * the server within CONFIG_OTAML_CONFIRM_WINDOW_S (waiting for Wi-Fi and retrying with backoff) rolls
+ * back as server_unreachable, and may be taken again later (CONFIG_OTAML_UNREACHABLE_RETAKES).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -75,7 +76,7 @@ void app_main(void)
     ESP_ERROR_CHECK(err);
     ESP_ERROR_CHECK(esp_netif_init());
     ESP_ERROR_CHECK(esp_event_loop_create_default());
-    otaml_port_esp_idf_init(server_ca_pem_start);
+    otaml_port_esp_idf_init(server_ca_pem_start, wifi_wait_ip);
 
     const esp_app_desc_t *app = esp_app_get_description();
     ESP_LOGI(TAG, "%s %s (secure_version %" PRIu32 ", ESP-IDF %s)", app->project_name, app->version,
@@ -117,6 +118,10 @@ void app_main(void)
         .config_apply = ml_task_apply_config,
         .default_poll_interval_s = CONFIG_OTAML_POLL_INTERVAL_S,
         .min_poll_interval_s = CONFIG_OTAML_MIN_POLL_INTERVAL_S,
+        .confirm_window_s = CONFIG_OTAML_CONFIRM_WINDOW_S,
+        .confirm_backoff_min_ms = CONFIG_OTAML_CONFIRM_BACKOFF_MIN_MS,
+        .confirm_backoff_max_ms = CONFIG_OTAML_CONFIRM_BACKOFF_MAX_MS,
+        .unreachable_retakes = CONFIG_OTAML_UNREACHABLE_RETAKES,
     };
     st = otaml_agent_init(&s_agent, &cfg);
     /* The rollback gate: confirms or rolls back a new image; does not return when rolling back. */

@@ -19,6 +19,8 @@ static void prv_on_event(void *arg, esp_event_base_t base, int32_t id, void *dat
     if (base == WIFI_EVENT && (id == WIFI_EVENT_STA_START || id == WIFI_EVENT_STA_DISCONNECTED)) {
         xEventGroupClearBits(s_events, GOT_IP);
         esp_wifi_connect(); /* reconnect forever: the OTA task tolerates outages */
+    } else if (base == IP_EVENT && id == IP_EVENT_STA_LOST_IP) {
+        xEventGroupClearBits(s_events, GOT_IP);
     } else if (base == IP_EVENT && id == IP_EVENT_STA_GOT_IP) {
         ip_event_got_ip_t *event = data;
         ESP_LOGI(TAG, "got ip " IPSTR, IP2STR(&event->ip_info.ip));
@@ -35,6 +37,7 @@ esp_err_t wifi_connect(void)
     if (err != ESP_OK) return err;
     esp_event_handler_instance_register(WIFI_EVENT, ESP_EVENT_ANY_ID, prv_on_event, NULL, NULL);
     esp_event_handler_instance_register(IP_EVENT, IP_EVENT_STA_GOT_IP, prv_on_event, NULL, NULL);
+    esp_event_handler_instance_register(IP_EVENT, IP_EVENT_STA_LOST_IP, prv_on_event, NULL, NULL);
     wifi_config_t cfg = {0};
     strlcpy((char *)cfg.sta.ssid, CONFIG_OTAML_WIFI_SSID, sizeof(cfg.sta.ssid));
     strlcpy((char *)cfg.sta.password, CONFIG_OTAML_WIFI_PASSWORD, sizeof(cfg.sta.password));
@@ -44,4 +47,11 @@ esp_err_t wifi_connect(void)
     if (err != ESP_OK) return err;
     EventBits_t bits = xEventGroupWaitBits(s_events, GOT_IP, pdFALSE, pdTRUE, pdMS_TO_TICKS(CONFIG_OTAML_WIFI_CONNECT_TIMEOUT_MS));
     return (bits & GOT_IP) ? ESP_OK : ESP_ERR_TIMEOUT;
+}
+
+bool wifi_wait_ip(uint32_t timeout_ms)
+{
+    if (s_events == NULL) return false;
+    EventBits_t bits = xEventGroupWaitBits(s_events, GOT_IP, pdFALSE, pdTRUE, pdMS_TO_TICKS(timeout_ms));
+    return (bits & GOT_IP) != 0;
 }

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "esp_err.h"
 
 /**
@@ -8,3 +11,10 @@
  *         keeps retrying in the background); errors of esp_wifi_init/start.
  */
 esp_err_t wifi_connect(void);
+
+/**
+ * Wait until the station has an IP address, at most timeout_ms (at once if it has one). The rollback
+ * gate waits here before each attempt to reach the server (otaml_port_network_wait).
+ * @return true with an address; false on timeout, or before wifi_connect() ran.
+ */
+bool wifi_wait_ip(uint32_t timeout_ms);

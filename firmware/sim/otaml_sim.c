@@ -26,15 +26,18 @@
 #include "otaml_ml.h"
 #include "otaml_port.h"
 #include "sim_flash.h"
+#include "sim_image.h"
 #include "sim_port.h"
 
 static const char *TAG = "otaml_sim";
 
 #define DIRECTIVE_SELFTEST_FAIL "OTAML-SIM:selftest=fail"
 #define DIRECTIVE_CRASH_ON_BOOT "OTAML-SIM:crash-on-boot"
-/* A model ships inside the image, as on the device: marker, u32 little-endian length, bytes. */
-#define BLOB_MODEL "OTAML-MODEL:"
-#define BLOB_CARD "OTAML-CARD:"
+#define DIRECTIVE_LOSE_TOKEN "OTAML-SIM:lose-token"
+/* The model ships inside the image, linked in as on the device (ml_task.c: _binary_amp_health_tflite_start
+ * and friends), resolved through the image's simulator symbol table (sim_image.h). */
+#define SYMBOL_MODEL "amp_health_tflite"
+#define SYMBOL_CARD "amp_health_card_json"
 
 typedef struct {
     const char *flash;
@@ -51,6 +54,11 @@ typedef struct {
     bool verbose;
     bool heap_report;
     long ml_interval_ms;
+    long confirm_window_s;
+    long confirm_backoff_min_ms;
+    long confirm_backoff_max_ms;
+    long unreachable_retakes;
+    long ip_after_ms;
 } options_t;
 
 static int usage(void)
@@ -60,47 +68,10 @@ static int usage(void)
             "       otaml-sim --flash FILE run --server URL --device-id ID [--token T] [--channel C]\n"
             "                 [--chip esp32] [--polls N] [--interval-ms MS] [--download-rate BYTES_PER_S]\n"
             "                 [--no-trusted-time] [--verbose] [--heap-report] [--ml-interval-ms MS]\n"
+            "                 [--confirm-window-s S] [--confirm-backoff-min-ms MS] [--confirm-backoff-max-ms MS]\n"
+            "                 [--unreachable-retakes N] [--ip-after-ms MS]\n"
             "       otaml-sim --flash FILE info\n");
     return 2;
-}
-
-/* ---- directives inside the running image ---- */
-
-/* The running image's bytes (NULL if it does not validate). Caller frees. */
-static uint8_t *prv_image_bytes(int slot, size_t *len)
-{
-    const sim_partition_t *p = sim_flash_ota_partition(slot);
-    sim_image_t img;
-    sim_flash_image(p, &img);
-    if (!img.valid) return NULL;
-    uint8_t *buf = malloc(img.length);
-    if (buf == NULL || sim_flash_read(p->offset, buf, img.length) != OTAML_OK) {
-        free(buf);
-        return NULL;
-    }
-    *len = img.length;
-    return buf;
-}
-
-static bool prv_image_has(int slot, const char *needle)
-{
-    size_t len = 0;
-    uint8_t *img = prv_image_bytes(slot, &len);
-    bool found = img != NULL && memmem(img, len, needle, strlen(needle)) != NULL;
-    free(img);
-    return found;
-}
-
-/* A blob embedded after a marker; points into img. */
-static const uint8_t *prv_blob(const uint8_t *img, size_t len, const char *marker, uint32_t *blob_len)
-{
-    const uint8_t *m = memmem(img, len, marker, strlen(marker));
-    if (m == NULL) return NULL;
-    const uint8_t *p = m + strlen(marker);
-    if ((size_t)(p + 4 - img) > len) return NULL;
-    memcpy(blob_len, p, 4);
-    p += 4;
-    return (size_t)(p - img) + *blob_len <= len ? p : NULL;
 }
 
 /* ---- the ML task ---- */
@@ -137,34 +108,37 @@ static bool prv_config_apply(void *ctx, const otaml_config_t *config)
     return true;
 }
 
-/* Load the model and card the running image carries; the sensor port replays recorded samples. */
+/* Load the model and card the running image carries, as ml_task_init does on the device; the sensor
+ * port replays recorded samples. */
 static void prv_ml_setup(sim_app_t *app)
 {
     size_t len = 0;
-    uint8_t *img = prv_image_bytes(app->slot, &len);
+    uint8_t *img = sim_image_bytes(app->slot, &len);
     uint32_t model_len = 0, card_len = 0;
-    const uint8_t *model = img ? prv_blob(img, len, BLOB_MODEL, &model_len) : NULL;
-    const uint8_t *card_json = img ? prv_blob(img, len, BLOB_CARD, &card_len) : NULL;
-    if (model == NULL || card_json == NULL) {
+    const uint8_t *model = img ? sim_image_symbol(img, len, SYMBOL_MODEL, &model_len) : NULL;
+    const uint8_t *card_json = img ? sim_image_symbol(img, len, SYMBOL_CARD, &card_len) : NULL;
+    if (model == NULL && card_json == NULL) {
         OTAML_LOGI(TAG, "this image carries no model: ML task not started");
         free(img);
         return;
     }
     app->has_model = true;
     otaml_model_card_t card;
-    if (otaml_model_card_parse((const char *)card_json, card_len, &card) == OTAML_OK) {
+    if (card_json != NULL && otaml_model_card_parse((const char *)card_json, card_len, &card) == OTAML_OK) {
         otaml_ml_init(&app->ml, &card, model, model_len);
-        snprintf(app->ml.model_id, sizeof(app->ml.model_id), "%s/%s", card.name, card.model_version);
+    } else {
+        snprintf(app->ml.model_id, sizeof(app->ml.model_id), "(no usable model card)");
     }
     free(img);
-    app->has_sensors = sim_sensor_load((size_t)card.n_features) == OTAML_OK;
+    if (!app->ml.loaded) return;
+    app->has_sensors = sim_sensor_load((size_t)app->ml.card.n_features) == OTAML_OK;
     if (!app->has_sensors) OTAML_LOGE(TAG, "no sensor samples at %s: ML task not started", OTAML_DEFAULT_SAMPLES_CSV);
 }
 
 static bool prv_selftest(void *ctx, char *detail, size_t size)
 {
     sim_app_t *app = ctx;
-    if (prv_image_has(app->slot, DIRECTIVE_SELFTEST_FAIL)) {
+    if (sim_image_has(app->slot, DIRECTIVE_SELFTEST_FAIL)) {
         snprintf(detail, size, "simulated self-test failure (%s)", DIRECTIVE_SELFTEST_FAIL);
         return false;
     }
@@ -256,6 +230,11 @@ static int cmd_info(void)
     prv_add_nvs(nvs, "mf_prev", true);
     prv_add_nvs(nvs, "cfg_rev", true);
     prv_add_nvs(nvs, "cfg", false);
+    prv_add_nvs(nvs, "inst_why", false);
+    prv_add_nvs(nvs, "inst_det", false);
+    prv_add_nvs(nvs, "inst_ur", true);
+    prv_add_nvs(nvs, "ur_ver", false);
+    prv_add_nvs(nvs, "ur_count", true);
     char *text = cJSON_Print(root);
     printf("%s\n", text);
     free(text);
@@ -286,6 +265,7 @@ static int cmd_run(const options_t *o, char **argv)
         .trusted_time = !o->no_trusted_time,
         .download_rate = (uint32_t)o->download_rate,
         .verbose = o->verbose,
+        .ip_after_ms = (uint32_t)o->ip_after_ms,
         .argv = argv,
     };
     sim_port_configure(&cfg);
@@ -299,8 +279,12 @@ static int cmd_run(const options_t *o, char **argv)
         OTAML_LOGE(TAG, "no device token: pass --token once (it is kept in NVS)");
         return 2;
     }
+    if (sim_image_has(slot, DIRECTIVE_LOSE_TOKEN)) {
+        OTAML_LOGW(TAG, "simulated build that lost its credentials (%s)", DIRECTIVE_LOSE_TOKEN);
+        snprintf(token, sizeof(token), "lost-token");
+    }
 
-    if (sim_otadata_state(slot) == OTAML_IMG_PENDING_VERIFY && prv_image_has(slot, DIRECTIVE_CRASH_ON_BOOT)) {
+    if (sim_otadata_state(slot) == OTAML_IMG_PENDING_VERIFY && sim_image_has(slot, DIRECTIVE_CRASH_ON_BOOT)) {
         OTAML_LOGE(TAG, "simulated crash before the image confirmed itself (%s)", DIRECTIVE_CRASH_ON_BOOT);
         otaml_port_reboot();
     }
@@ -339,6 +323,10 @@ static int cmd_run(const options_t *o, char **argv)
         .config_apply_ctx = &app,
         .default_poll_interval_s = 60,
         .min_poll_interval_s = 1,
+        .confirm_window_s = (uint32_t)o->confirm_window_s,
+        .confirm_backoff_min_ms = (uint32_t)o->confirm_backoff_min_ms,
+        .confirm_backoff_max_ms = (uint32_t)o->confirm_backoff_max_ms,
+        .unreachable_retakes = (uint32_t)o->unreachable_retakes,
     };
     otaml_agent_t agent;
     st = otaml_agent_init(&agent, &acfg);
@@ -380,14 +368,31 @@ static const struct option LONGOPTS[] = {
     {"interval-ms", required_argument, 0, 'i'}, {"download-rate", required_argument, 0, 'r'},
     {"no-trusted-time", no_argument, 0, 'T'},   {"verbose", no_argument, 0, 'v'},
     {"heap-report", no_argument, 0, 'H'},       {"ml-interval-ms", required_argument, 0, 'm'},
+    {"confirm-window-s", required_argument, 0, 'W'},
+    {"confirm-backoff-min-ms", required_argument, 0, 'b'},
+    {"confirm-backoff-max-ms", required_argument, 0, 'B'},
+    {"unreachable-retakes", required_argument, 0, 'R'},
+    {"ip-after-ms", required_argument, 0, 'I'},
     {0, 0, 0, 0},
 };
+
+/* The rollback gate's tunables mirror Kconfig ranges (main/Kconfig.projbuild), except that a window
+ * may be 0 (one attempt) so tests can be short. */
+static bool prv_number(const char *text, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
 
 /* Options may come before and after the command word; "+" stops at the first non-option. */
 static bool prv_parse_options(int argc, char **argv, options_t *o)
 {
-    int c;
-    while ((c = getopt_long(argc, argv, "+", LONGOPTS, NULL)) != -1) {
+    int c, index = 0;
+    while ((c = getopt_long(argc, argv, "+", LONGOPTS, &index)) != -1) {
+        bool ok = true;
         switch (c) {
         case 'f': o->flash = optarg; break;
         case 'p': o->partitions = optarg; break;
@@ -403,7 +408,16 @@ static bool prv_parse_options(int argc, char **argv, options_t *o)
         case 'v': o->verbose = true; break;
         case 'H': o->heap_report = true; break;
         case 'm': o->ml_interval_ms = strtol(optarg, NULL, 10); break;
+        case 'W': ok = prv_number(optarg, 0, 3600, &o->confirm_window_s); break;
+        case 'b': ok = prv_number(optarg, 1, 300000, &o->confirm_backoff_min_ms); break;
+        case 'B': ok = prv_number(optarg, 1, 300000, &o->confirm_backoff_max_ms); break;
+        case 'R': ok = prv_number(optarg, 0, 10, &o->unreachable_retakes); break;
+        case 'I': ok = prv_number(optarg, 0, 3600000, &o->ip_after_ms); break;
         default: return false;
+        }
+        if (!ok) {
+            fprintf(stderr, "otaml-sim: --%s: expected a whole number in range, got %s\n", LONGOPTS[index].name, optarg);
+            return false;
         }
     }
     return true;
@@ -411,7 +425,10 @@ static bool prv_parse_options(int argc, char **argv, options_t *o)
 
 int main(int argc, char **argv)
 {
-    options_t o = {.partitions = OTAML_DEFAULT_PARTITIONS_CSV, .channel = "stable", .chip = "esp32"};
+    /* The gate's defaults are Kconfig's (OTAML_CONFIRM_WINDOW_S and friends). */
+    options_t o = {.partitions = OTAML_DEFAULT_PARTITIONS_CSV, .channel = "stable", .chip = "esp32",
+                   .confirm_window_s = 300, .confirm_backoff_min_ms = 1000, .confirm_backoff_max_ms = 30000,
+                   .unreachable_retakes = 3};
     if (!prv_parse_options(argc, argv, &o) || o.flash == NULL || optind >= argc) return usage();
     const char *cmd = argv[optind++];
     const char *image = NULL;

@@ -3,20 +3,38 @@ XPublic (output). Routes return XPublic, never a table model."""
 
 from __future__ import annotations
 
-import json
-import re
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, field_validator
+from pydantic import AfterValidator, ConfigDict, field_validator, model_validator
+from pydantic import Field as PydanticField
 from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from otaml.core.types import (
+    INT32_MAX,
+    Channel,
+    Detail,
+    DeviceId,
+    Int32,
+    ReportedVersion,
+    Tag,
+    VersionText,
+)
+from otaml.fleet import stored
 from otaml.fleet.protocol import EventKind, Reason
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class ErrorPublic(SQLModel):
+    """Every 4xx answer: what was expected and what arrived, and the error's class name."""
+
+    detail: str
+    error: str
 
 
 # --- signing keys ------------------------------------------------------------------------------------
@@ -121,26 +139,23 @@ class ServerInfo(SQLModel):
     channels: list[ChannelPublic]
     config_key_id: str = ""  # the server's online key for desired-config documents
     config_public_key: str = ""  # PEM; firmware pins it (CONFIG_OTAML_CONFIG_KEY / main/keys/config_pub.pem)
+    checkins_dropped: int = 0  # check-ins this process could not store even alone (logged one by one)
 
 
 # --- devices -------------------------------------------------------------------------------------------
 
 
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-TAG_RE = re.compile(r"^[a-z0-9._:-]{1,32}$")
+MAX_TAGS = 12
+TAGS_COLUMN = 400  # Device.tags holds the JSON list
 
 
 class DeviceBase(SQLModel):
     device_id: str = Field(unique=True, index=True, max_length=64)
 
 
-class DeviceCreate(DeviceBase):
-    @field_validator("device_id")
-    @classmethod
-    def _device_id_shape(cls, v: str) -> str:
-        if not DEVICE_ID_RE.match(v):
-            raise ValueError(f"expected 1 to 64 of A-Z a-z 0-9 . _ : -, got {v[:80]!r}")
-        return v
+class DeviceCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+    device_id: DeviceId
 
 
 class Device(DeviceBase, table=True):
@@ -196,10 +211,16 @@ class DevicePublic(DeviceBase):
     config_revision: int | None = None
     reported_config: dict[str, int] | None = None
 
-    @field_validator("ml_counters", "tags", "reported_config", mode="before")
+    # JSON text columns: read so that no stored value can fail the response (fleet/stored.py).
+    @field_validator("tags", mode="before")
     @classmethod
-    def _from_json(cls, v: object) -> object:
-        return json.loads(v) if isinstance(v, str) else v
+    def _tags_from_json(cls, v: object) -> object:
+        return v if isinstance(v, list) else stored.tags(v)
+
+    @field_validator("ml_counters", "reported_config", mode="before")
+    @classmethod
+    def _counts_from_json(cls, v: object) -> object:
+        return v if isinstance(v, dict) else stored.counts(v)
 
 
 class DeviceEnrolled(DevicePublic):
@@ -211,25 +232,36 @@ class DevicesPublic(SQLModel):
     count: int
 
 
+def _tag_list(v: list[str]) -> list[str]:
+    tags = sorted(set(v))
+    if len(stored.dump_tags(tags)) > TAGS_COLUMN:
+        raise ValueError(f"expected tags that fit {TAGS_COLUMN} characters as a JSON list, got {len(stored.dump_tags(tags))}")
+    return tags
+
+
+Tags = Annotated[list[Tag], PydanticField(max_length=MAX_TAGS), AfterValidator(_tag_list)]
+
+
 class DeviceUpdate(SQLModel):
-    """Operator changes to one device; fields left out stay as they are."""
+    """Operator changes to one device; fields left out stay as they are (null is never a value)."""
 
     model_config = ConfigDict(extra="forbid")
-    tags: list[str] | None = None
-    pin_version: str | None = None  # "" removes the pin
-    hold: bool | None = None
+    # Defaults are not validated, so a field left out is None while an explicit null is refused.
+    tags: Tags = PydanticField(None, description="the device's tags; [] removes all")  # type: ignore[assignment]
+    pin_version: VersionText | Literal[""] = PydanticField(None, description='a release of its channel; "" unpins')  # type: ignore[assignment]
+    hold: bool = PydanticField(None)  # type: ignore[assignment]
+    # A pin is refused if the version is not a release of the device's channel, or is older than what
+    # the device runs; a reason overrides that (and is logged).
+    force_reason: Detail = PydanticField(None)  # type: ignore[assignment]
 
-    @field_validator("tags")
+    @model_validator(mode="before")
     @classmethod
-    def _tags_shape(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        bad = [t for t in v if not TAG_RE.match(t)]
-        if bad:
-            raise ValueError(f"expected tags of 1 to 32 of a-z 0-9 . _ : -, got {bad[0][:40]!r}")
-        if len(v) > 12:
-            raise ValueError(f"expected at most 12 tags, got {len(v)}")
-        return sorted(set(v))
+    def _no_nulls(cls, data: object) -> object:
+        if isinstance(data, dict):
+            nulls = sorted(str(k) for k, v in data.items() if v is None)
+            if nulls:
+                raise ValueError(f"expected a value for {', '.join(nulls)}, got null (leave a field out to keep it)")
+        return data
 
 
 class DeviceState(SQLModel):
@@ -259,8 +291,12 @@ class DeviceEventBase(SQLModel):
     detail: str = Field(default="", max_length=256)
 
 
-class DeviceEventCreate(DeviceEventBase):
+class DeviceEventCreate(SQLModel):
     model_config = ConfigDict(extra="forbid")
+    kind: EventKind
+    version: ReportedVersion | None = None
+    reason: Reason = Reason.OK
+    detail: Detail = ""
 
 
 class DeviceEvent(DeviceEventBase, table=True):
@@ -272,6 +308,9 @@ class DeviceEvent(DeviceEventBase, table=True):
 
 
 class DeviceEventPublic(DeviceEventBase):
+    # Plain text on the way out: a kind or reason a newer server stored still reads.
+    kind: str  # type: ignore[assignment]
+    reason: str  # type: ignore[assignment]
     id: int
     device_id: str
     created_at: datetime
@@ -315,20 +354,23 @@ class RolloutBase(SQLModel):
 
 class RolloutCreate(RolloutBase):
     model_config = ConfigDict(extra="forbid")
+    channel: Channel
+    version: VersionText
+    rings: list[Int32] = PydanticField(default_factory=lambda: [1, 10, 50, 100], max_length=100)
+    tags: list[Tag] = PydanticField(default_factory=list, max_length=MAX_TAGS)
+    devices: list[DeviceId] = PydanticField(default_factory=list, max_length=1000)
+    success_pct: float = PydanticField(default=90.0, gt=0, le=100, allow_inf_nan=False)
+    max_failures: int | None = PydanticField(default=None, ge=0, le=INT32_MAX)
+    max_failure_pct: float | None = PydanticField(default=20.0, ge=0, le=100, allow_inf_nan=False)
+    min_reports: int = PydanticField(default=3, ge=1, le=INT32_MAX)
+    silence_timeout: int = PydanticField(default=900, ge=1, le=INT32_MAX)
+    soak_seconds: int = PydanticField(default=0, ge=0, le=INT32_MAX)
 
     @field_validator("rings")
     @classmethod
     def _rings_shape(cls, v: list[int]) -> list[int]:
         if not v or v[-1] != 100 or any(not 0 < r <= 100 for r in v) or v != sorted(set(v)):
             raise ValueError(f"expected increasing percentages ending at 100, e.g. [1, 10, 50, 100], got {v}")
-        return v
-
-    @field_validator("tags")
-    @classmethod
-    def _tags_shape(cls, v: list[str]) -> list[str]:
-        bad = [t for t in v if not TAG_RE.match(t)]
-        if bad:
-            raise ValueError(f"expected tags of 1 to 32 of a-z 0-9 . _ : -, got {bad[0][:40]!r}")
         return v
 
 

@@ -8,7 +8,10 @@ import json
 import re
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
+
+import yaml
 
 from otaml.manifest import signing
 
@@ -22,11 +25,17 @@ def component_sources() -> list[str]:
     return re.findall(r'"([^"]+)"', srcs)
 
 
-def test_platformio_config_parses_with_both_boards():
+@cache
+def platformio_sections() -> dict[str, dict]:
+    """platformio.ini as PlatformIO itself reads it (offline, ~0.5 s)."""
     pio = Path(sys.executable).with_name("pio")
     out = subprocess.run([str(pio), "project", "config", "--json-output"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120, check=True).stdout
-    sections = {name: dict(items) for name, items in json.loads(out)}
+    return {name: dict(items) for name, items in json.loads(out)}
+
+
+def test_platformio_config_parses_with_both_boards():
+    sections = platformio_sections()
     assert Path(sections["platformio"]["src_dir"]) == FW / "main"
     for env in ("env:nodemcu-32s", "env:esp32-c3-devkitm-1"):
         assert env in sections
@@ -100,3 +109,82 @@ def test_sdkconfig_defaults_enable_rollback_and_the_partition_table():
 def test_embedded_manifest_key_is_a_p256_public_key():
     key = signing.load_public_key((FW / "main" / "keys" / "manifest_pub.pem").read_bytes())
     assert len(signing.key_id(key)) == 16
+
+
+def cmake_embeds(kind: str) -> set[Path]:
+    """main/CMakeLists.txt's EMBED_FILES or EMBED_TXTFILES entries, resolved (they are relative to main/)."""
+    text = (FW / "main" / "CMakeLists.txt").read_text()
+    m = re.search(rf"\b{kind}\b(.*?)(?=\b(?:EMBED_FILES|EMBED_TXTFILES|SRCS|INCLUDE_DIRS|PRIV_INCLUDE_DIRS|REQUIRES|PRIV_REQUIRES)\b|\))",
+                  text, re.S)
+    return {(FW / "main" / f).resolve() for f in re.findall(r'"([^"]+)"', m.group(1))} if m else set()
+
+
+def platformio_embeds(option: str) -> set[Path]:
+    """platformio.ini's board_build.embed_* entries, resolved (they are relative to the project)."""
+    value = platformio_sections()["env"].get(option, "")
+    return {(ROOT / f).resolve() for f in (value.split() if isinstance(value, str) else value)}
+
+
+def test_every_embedded_file_is_in_platformio_and_the_reverse():
+    """PlatformIO generates the embedded objects from board_build.embed_* alone: a file main's CMakeLists
+    embeds but platformio.ini does not list leaves `pio run` with an undefined _binary_..._start; the
+    kind matters too (a text file gets its NUL only as a txtfile)."""
+    for kind, option in (("EMBED_FILES", "board_build.embed_files"), ("EMBED_TXTFILES", "board_build.embed_txtfiles")):
+        cmake, pio = cmake_embeds(kind), platformio_embeds(option)
+        assert cmake, f"no {kind} in main/CMakeLists.txt"
+        assert cmake - pio == set(), f"{kind} entries missing from platformio.ini {option}: {sorted(map(str, cmake - pio))}"
+        assert pio - cmake == set(), f"platformio.ini {option} entries main/CMakeLists.txt does not {kind}: {sorted(map(str, pio - cmake))}"
+        for path in cmake:
+            assert path.is_file(), path
+    symbols = set(re.findall(r"_binary_(\w+)_start", "".join(p.read_text() for p in FW.joinpath("main").glob("*.c"))))
+    embedded = {re.sub(r"\W", "_", p.name) for p in cmake_embeds("EMBED_FILES") | cmake_embeds("EMBED_TXTFILES")}
+    assert symbols <= embedded, f"linked but not embedded: {symbols - embedded}"
+
+
+def _version(text: str) -> tuple[int, int, int, int]:
+    """A component manager version, "1.2.0" or with a revision "1.2.0~1", as a comparable tuple."""
+    m = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:~(\d+))?", text)
+    assert m, f"expected a version like 4.2, 1.2.0 or 1.2.0~1, got {text!r}"
+    return tuple(int(g or 0) for g in m.groups())  # type: ignore[return-value]
+
+
+def _satisfies(version: str, spec: str) -> bool:
+    """The subset of the component manager's version specs this project uses: comma-joined ==, >=, >, <=, <."""
+    ops = {"==": lambda a, b: a == b, ">=": lambda a, b: a >= b, ">": lambda a, b: a > b,
+           "<=": lambda a, b: a <= b, "<": lambda a, b: a < b}
+    v = _version(version)
+    for clause in spec.replace(" ", "").split(","):
+        m = re.fullmatch(r"(==|>=|<=|>|<)(.+)", clause)
+        assert m, f"version spec {spec!r}: teach this test the operator of {clause!r} before using it"
+        if not ops[m.group(1)](v, _version(m.group(2))):
+            return False
+    return True
+
+
+def test_dependencies_lock_pins_what_idf_component_yml_asks_for():
+    """The component manager keeps dependencies.lock in the project directory (DEPENDENCIES_LOCK's
+    default): the repository root, where CMakeLists.txt and platformio.ini are, not src_dir."""
+    manifest = yaml.safe_load((FW / "main" / "idf_component.yml").read_text())["dependencies"]
+    lock = yaml.safe_load((ROOT / "dependencies.lock").read_text())
+    assert lock["version"] == "2.0.0" and re.fullmatch(r"[0-9a-f]{64}", lock["manifest_hash"])
+    assert sorted(lock["direct_dependencies"]) == sorted(manifest)
+    locked = lock["dependencies"]
+    for name, want in manifest.items():
+        spec = want if isinstance(want, str) else want["version"]
+        assert name in locked, f"{name} is asked for but not locked"
+        assert _satisfies(locked[name]["version"], spec), f"{name}: locked {locked[name]['version']}, manifest asks {spec}"
+    assert locked["idf"] == {"source": {"type": "idf"}, "version": "5.5.3"}
+    for name, entry in locked.items():
+        if name == "idf":
+            continue
+        # Nothing floats: every locked component is pinned to one release by the manifest itself, so
+        # a re-solve (a lock deleted or out of date) picks the same versions.
+        spec = manifest.get(name)
+        spec = spec if isinstance(spec, str) or spec is None else spec["version"]
+        assert spec is not None, f"{name} is locked but not pinned in idf_component.yml: it would float on a re-solve"
+        major, minor, patch, _ = _version(entry["version"])
+        assert not _satisfies(f"{major}.{minor}.{patch + 1}", spec), f"{name}: {spec!r} admits the next release"
+        assert entry["source"] == {"registry_url": "https://components.espressif.com/", "type": "service"}
+        assert re.fullmatch(r"[0-9a-f]{64}", entry["component_hash"])
+        for dep in entry.get("dependencies", []):  # what each locked component asks for is locked too
+            assert dep["name"] in locked and _satisfies(locked[dep["name"]]["version"], dep["version"]), dep

@@ -7,7 +7,18 @@ import json
 import httpx
 import pytest
 
+from tests.utils.processes import ServerProcess
+
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def server(tmp_path, database_url):
+    """A fleet with 8 MB app slots: images above the 4 MB memory cache can be published."""
+    srv = ServerProcess(tmp_path / "data", database_url=database_url,
+                        env_extra={"OTAML_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024)}).start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(params=[8192, 5_000_000], ids=["cached-in-memory", "streamed-from-disk"])

@@ -141,3 +141,30 @@ def test_the_last_ring_never_promotes_without_the_confirmations_it_asked_for(ser
     assert "can no longer reach 100% confirmed" in halted["halt_reason"]
     listing = json.loads(cli("list", "--json").stdout)
     assert [r["version"] for r in listing if r["current"]] == ["1.1"]
+
+
+def test_a_rollback_because_the_server_was_unreachable_is_retried_not_counted(server, cli, published):
+    fleet = small_fleet(server, 12)
+    ro = start(cli, "--rings", "100", "--min-reports", "1", "--max-failures", "0", "--success-pct", "100")
+    d = fleet[0]
+    assert d.offered() == "1.2"
+    for kind in ("download_started", "verified", "installed", "booted"):
+        d.report(kind, "1.2")
+    d.report("rolled_back", "1.2", "server_unreachable", "no answer from the server within 300 s")
+    now = wait_for(lambda: (r := rollout(server, ro["id"]))["rings_progress"][0]["retrying"] == 1 and r,
+                   what="the retrying count")
+    assert now["state"] == "running" and now["failed"] == 0  # --max-failures 0 would have halted on a failure
+    assert d.offered() == "1.2"  # offered again
+    d.update_to("1.2")
+    after = wait_for(lambda: (r := rollout(server, ro["id"]))["confirmed"] == 1 and r, what="the retake confirmed")
+    assert after["rings_progress"][0]["retrying"] == 0
+
+    # A rollback for any other reason is a failure and that device is never offered the release again.
+    e = fleet[1]
+    assert e.offered() == "1.2"
+    e.fail("1.2")
+    halted = wait_for(lambda: (r := rollout(server, ro["id"]))["state"] == "halted" and r, what="the halt")
+    assert halted["failed"] == 1
+    assert cli("rollout", "resume").returncode == 0
+    wait_for(lambda: rollout(server, ro["id"])["state"] == "running", what="resumed")
+    assert e.offered() == "1.1"

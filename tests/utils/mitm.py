@@ -1,7 +1,10 @@
 """An attacker between device and server: a forwarding HTTP proxy whose tamper hooks rewrite responses.
 
 Requests are forwarded to the real release server (so events a device posts are recorded there);
-``tamper`` may replace a response for chosen paths. Threaded, loopback only, stopped by the test.
+``tamper`` may replace a response for chosen paths. ``before`` may answer a request without forwarding
+it (a proxy whose upstream is unavailable). When the upstream cannot be reached the proxy answers 502
+Bad Gateway, as a reverse proxy in front of a stopped server does. Threaded, loopback only, stopped by
+the test.
 """
 
 from __future__ import annotations
@@ -32,14 +35,18 @@ class Upstream:
     body: bytes
 
 
+Reply = tuple[int, dict[str, str], Iterator[bytes]]
 # (path, upstream response) -> None to pass through, or (status, headers, body iterator) to send instead
-Tamper = Callable[[str, Upstream], tuple[int, dict[str, str], Iterator[bytes]] | None]
+Tamper = Callable[[str, Upstream], Reply | None]
+# (method, path, request headers) -> None to forward, or a reply sent without asking the upstream
+Before = Callable[[str, str, dict[str, str]], Reply | None]
 
 
 class Mitm:
-    def __init__(self, upstream: str, tamper: Tamper):
+    def __init__(self, upstream: str, tamper: Tamper, before: Before | None = None):
         self.upstream = upstream.rstrip("/")
         self.tamper = tamper
+        self.before = before
         self.paths: list[str] = []
         self.sent: list[Sent] = []  # appended when a response is finished (or the device hung up)
         mitm = self
@@ -55,9 +62,14 @@ class Mitm:
                 body = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 mitm.paths.append(self.path)
-                r = httpx.request(method, mitm.upstream + self.path, headers=headers, content=body, timeout=30)
-                up = Upstream(r.status_code, {k: v for k, v in r.headers.items()}, r.content)
-                replaced = mitm.tamper(self.path, up) if method == "GET" else None
+                replaced = mitm.before(method, self.path, headers) if mitm.before else None
+                if replaced is None:
+                    try:
+                        r = httpx.request(method, mitm.upstream + self.path, headers=headers, content=body, timeout=30)
+                        up = Upstream(r.status_code, {k: v for k, v in r.headers.items()}, r.content)
+                    except httpx.TransportError:
+                        up = Upstream(502, {"Content-Type": "text/html"}, b"<h1>502 Bad Gateway</h1>")
+                    replaced = mitm.tamper(self.path, up) if method == "GET" else None
                 if replaced is None:
                     status, out_headers, chunks = up.status, up.headers, iter([up.body])
                     out_headers = {k: v for k, v in out_headers.items()

@@ -7,8 +7,12 @@
  *   mf_prev   mf_ver before the install in flight: restored if that install rolls back, so the
  *             device accepts its old channel manifest again instead of calling it a replay
  *   cfg_rev, cfg  desired-config revision applied and its properties ("name=value,...")
- *   failed_ver  version that last rolled back here (never offered again to this device)
- *   inst_ver  version installed and not yet confirmed; inst_why: why it is being rolled back
+ *   failed_ver  version that last rolled back here (never taken again by this device)
+ *   inst_ver  version installed and not yet confirmed; inst_why, inst_det: why it is being rolled
+ *             back (set by the gate just before it marks the image invalid); inst_ur: ur_count of
+ *             that version when it was installed (makes counting a rollback idempotent)
+ *   ur_ver, ur_count  the version whose server_unreachable rollbacks are being counted, and how many
+ *             so far: at most unreachable_retakes of them are forgiven (failed_ver stays unset)
  *   dl_sha, dl_off  the download in progress (image sha256, bytes safely written) for resumption
  *   ob_kind, ob_ver, ob_why, ob_det  one pending event that must survive a reboot (rolled_back)
  */
@@ -53,6 +57,13 @@ typedef struct {
     void *config_apply_ctx;
     uint32_t default_poll_interval_s; /* until the server names one */
     uint32_t min_poll_interval_s;     /* floor on what the server asks for */
+    /* The rollback gate (manifests/README.md, "Rollback"): how long a new image keeps looking for the
+     * server before it rolls back as server_unreachable (0: one attempt), the retry delays (doubling
+     * from min to max, with jitter), and how many such rollbacks of one version are forgiven. */
+    uint32_t confirm_window_s;
+    uint32_t confirm_backoff_min_ms;
+    uint32_t confirm_backoff_max_ms;
+    uint32_t unreachable_retakes;
 } otaml_agent_config_t;
 
 typedef struct {
@@ -83,10 +94,14 @@ otaml_status_t otaml_agent_init(otaml_agent_t *agent, const otaml_agent_config_t
 
 /**
  * The rollback gate; call once at boot, before starting other tasks' update-sensitive work.
- * If the running image is PENDING_VERIFY: check the server is reachable, run the self-test, then
- * confirm it, or mark it invalid and reboot into the previous slot (does not return then).
- * Otherwise: notice an install that did not stick (rolled back by self-test or by the bootloader
- * after a reset while pending), remember its version as failed and queue the rolled_back event.
+ * If the running image is PENDING_VERIFY: run the self-test (a failure rolls back at once), then wait
+ * for an IP address and ask the server, with backoff, until it answers or confirm_window_s runs out.
+ * An answer confirms the image; a refusal of its check-in (HTTP 400 or 401 from the otaml server)
+ * rolls back at once (self_test_failed); no answer in the window rolls back as server_unreachable.
+ * Rolling back marks the image invalid and reboots into the previous slot (does not return then).
+ * Otherwise: notice an install that did not stick (rolled back by the gate, or by the bootloader
+ * after a reset while pending), remember its version as failed (unless it is a forgiven
+ * server_unreachable rollback) and queue the rolled_back event.
  * @return OTAML_OK, OTAML_ERR_IO (slot state unreadable or unwritable).
  */
 otaml_status_t otaml_agent_boot(otaml_agent_t *agent);

@@ -1,7 +1,7 @@
 /*
  * The on-device model around the interpreter: the model card (manifests nothing: it ships inside the
- * signed image), input normalization and quantization, the golden health check, per-class counters
- * reported with check-ins. The interpreter itself is behind the port (TFLM on the device, the TFLM
+ * signed image), the model's integrity against its card (length and SHA-256), input normalization and
+ * quantization, the golden health check, per-class counters reported with check-ins. The interpreter itself is behind the port (TFLM on the device, the TFLM
  * wheel in a worker process on the host).
  */
 #pragma once
@@ -33,13 +33,17 @@ typedef struct {
     float in_scale;
     int in_zero_point;
     size_t arena_bytes;
+    uint32_t tflite_bytes; /* the model's length and SHA-256: what the card was made for */
+    uint8_t sha256[32];
     int n_golden;
     float golden_in[OTAML_ML_MAX_GOLDEN][OTAML_ML_MAX_FEATURES];
     int8_t golden_q[OTAML_ML_MAX_GOLDEN][OTAML_ML_MAX_FEATURES];
     int8_t golden_out[OTAML_ML_MAX_GOLDEN][OTAML_ML_MAX_LABELS];
 } otaml_model_card_t;
 
-/** Parse a model card (firmware/model/<name>.card.json). @return OTAML_OK, OTAML_ERR_PARSE, OTAML_ERR_NO_MEM. */
+/** Parse a model card (firmware/model/<name>.card.json); name, model_version, tflite_bytes, sha256 (64
+ * lowercase hex digits), labels, features, normalization, input quantization, arena_bytes and at least
+ * one golden input are required. @return OTAML_OK, OTAML_ERR_PARSE, OTAML_ERR_NO_MEM. */
 otaml_status_t otaml_model_card_parse(const char *json, size_t len, otaml_model_card_t *out);
 
 /** Normalize with the card's mean/std and quantize to int8, in float32 exactly as the Python
@@ -50,6 +54,8 @@ typedef struct {
     otaml_model_card_t card;
     bool loaded;
     char model_id[48];             /* "name/version", the X-Otaml-Model check-in header */
+    size_t model_len;              /* the model bytes the image carries, as found */
+    uint8_t model_sha256[32];      /* and their SHA-256, compared with the card's */
     atomic_uint counts[OTAML_ML_MAX_LABELS];
     atomic_uint inferences;
     atomic_uint last_latency_us;
@@ -59,14 +65,19 @@ typedef struct {
 } otaml_ml_t;
 
 /**
- * Load the model into the interpreter with the card's arena.
- * @return OTAML_OK; OTAML_ERR_PARSE (interpreter refused the model, or its input/output sizes differ
+ * Hash the model, and only if its length and SHA-256 equal the card's, load it into the interpreter
+ * with the card's arena (a corrupted flatbuffer is never parsed). model may be NULL with len 0 (the
+ * image carries a card but no model).
+ * @return OTAML_OK; OTAML_ERR_SIZE / OTAML_ERR_HASH (the bytes are not the model the card describes:
+ *         not loaded); OTAML_ERR_PARSE (interpreter refused the model, or its input/output sizes differ
  *         from the card); OTAML_ERR_NO_MEM (arena).
  */
 otaml_status_t otaml_ml_init(otaml_ml_t *ml, const otaml_model_card_t *card, const uint8_t *model, size_t len);
 
-/** The rollback gate's ML check: the model loaded, and every golden input normalizes, quantizes and
- * infers to exactly the card's values. Says which step failed in detail. */
+/** The rollback gate's ML check, in order: the model's length and SHA-256 equal the card's, the model
+ * loaded, and every golden input normalizes, quantizes and infers to exactly the card's values. Says
+ * which step failed in detail, naming the model ("ml: model amp_health/1 sha256 3f2a... differs from its
+ * card's 9c1b..."); on success the detail names the length and digest that were checked. */
 bool otaml_ml_health_check(otaml_ml_t *ml, char *detail, size_t detail_size);
 
 /** One inference on raw sensor values; counts the predicted class, and an alert when a class other

@@ -37,6 +37,18 @@ void otaml_port_log(otaml_log_level_t level, const char *tag, const char *fmt, .
 int64_t otaml_port_trusted_time(void);
 /** A random 32-bit value (poll jitter; not for cryptography). */
 uint32_t otaml_port_random(void);
+/** Block the calling task for ms milliseconds; other tasks keep running (vTaskDelay on the device). */
+void otaml_port_delay_ms(uint32_t ms);
+
+/* ---- network ---- */
+
+/**
+ * Wait until the device has an IP address (station associated, DHCP answered), at most timeout_ms;
+ * returns at once when it already has one. The rollback gate calls it before each attempt to reach
+ * the server, so a device still joining its network spends no attempts.
+ * @return OTAML_OK (an address), OTAML_ERR_TRANSPORT (none within timeout_ms).
+ */
+otaml_status_t otaml_port_network_wait(uint32_t timeout_ms);
 
 /* ---- persistent storage (NVS namespace "otaml"; keys of at most 15 characters) ---- */
 

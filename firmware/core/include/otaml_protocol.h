@@ -50,7 +50,8 @@ extern "C" {
     X(OTAML_REASON_DOWNLOAD_ERROR, "download_error")               \
     X(OTAML_REASON_FLASH_ERROR, "flash_error")                     \
     X(OTAML_REASON_SELF_TEST_FAILED, "self_test_failed")           \
-    X(OTAML_REASON_RESET_WHILE_PENDING, "reset_while_pending")
+    X(OTAML_REASON_RESET_WHILE_PENDING, "reset_while_pending")     \
+    X(OTAML_REASON_SERVER_UNREACHABLE, "server_unreachable")
 
 typedef enum {
 #define OTAML_X_ENUM(name, text) name,

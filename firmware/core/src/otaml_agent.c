@@ -1,8 +1,11 @@
 /*
- * The OTA agent. The order of persistent writes is what makes an update safe to interrupt anywhere:
+ * The OTA agent: events and the outbox, desired configuration, check-ins, the poll, download and
+ * install. The rollback gate at boot is otaml_gate.c. The order of persistent writes is what makes an
+ * update safe to interrupt anywhere:
  *   download: dl_sha/dl_off are saved only after bytes are in flash, so a resume never skips bytes;
- *   install:  mf_ver and inst_ver are saved before the boot partition switches, so after the reboot
- *             the gate knows what it is verifying, and if the image never confirms, what failed.
+ *   install:  mf_ver, inst_ur and inst_ver are saved before the boot partition switches, so after the
+ *             reboot the gate knows what it is verifying, and if the image never confirms, what failed
+ *             and how many of its server_unreachable rollbacks came before.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +14,7 @@
 #include <cJSON.h>
 
 #include "otaml_agent.h"
+#include "otaml_agent_priv.h"
 #include "otaml_download.h"
 #include "otaml_policy.h"
 
@@ -21,12 +25,12 @@ static const char *TAG = "otaml_ota";
 
 /* ---- small helpers ---- */
 
-static void prv_store_str_or_empty(const char *key, char *buf, size_t size)
+void otaml_agent_store_str_or_empty(const char *key, char *buf, size_t size)
 {
     if (otaml_port_store_get_str(key, buf, size) != OTAML_OK) buf[0] = '\0';
 }
 
-static uint64_t prv_store_u64_or_zero(const char *key)
+uint64_t otaml_agent_store_u64_or_zero(const char *key)
 {
     uint64_t v = 0;
     return otaml_port_store_get_u64(key, &v) == OTAML_OK ? v : 0;
@@ -41,7 +45,7 @@ static bool prv_is_2xx(int status) { return status >= 200 && status < 300; }
 
 /* ---- events ---- */
 
-static otaml_status_t prv_post_event(otaml_agent_t *a, otaml_event_t kind, const char *version,
+otaml_status_t otaml_agent_post_event(otaml_agent_t *a, otaml_event_t kind, const char *version,
                                      otaml_reason_t reason, const char *detail)
 {
     cJSON *obj = cJSON_CreateObject();
@@ -62,7 +66,9 @@ static otaml_status_t prv_post_event(otaml_agent_t *a, otaml_event_t kind, const
     int status = 0;
     otaml_status_t st = otaml_port_http_post(a->events_url, headers, 1, "application/json", body, strlen(body), &status);
     free(body);
-    if (st == OTAML_OK && !prv_is_2xx(status)) st = OTAML_ERR_HTTP_STATUS;
+    /* 5xx and 429 mean "not now" (a proxy before a restarting server): as good as no connection. */
+    if (st == OTAML_OK && (status >= 500 || status == 429)) st = OTAML_ERR_TRANSPORT;
+    else if (st == OTAML_OK && !prv_is_2xx(status)) st = OTAML_ERR_HTTP_STATUS;
     if (st != OTAML_OK) {
         OTAML_LOGW(TAG, "event %s not delivered: %s (HTTP %d)", otaml_event_to_str(kind), otaml_status_to_str(st), status);
     } else {
@@ -73,8 +79,8 @@ static otaml_status_t prv_post_event(otaml_agent_t *a, otaml_event_t kind, const
 }
 
 /* The outbox holds one event that must survive a reboot; it is retried before every poll. */
-static void prv_outbox_put(otaml_agent_t *a, otaml_event_t kind, const char *version, otaml_reason_t reason,
-                           const char *detail)
+void otaml_agent_outbox_put(otaml_agent_t *a, otaml_event_t kind, const char *version, otaml_reason_t reason,
+                            const char *detail)
 {
     a->outbox_pending = true;
     otaml_port_store_set_str("ob_ver", version);
@@ -83,26 +89,28 @@ static void prv_outbox_put(otaml_agent_t *a, otaml_event_t kind, const char *ver
     otaml_port_store_set_str("ob_kind", otaml_event_to_str(kind)); /* written last: marks it complete */
 }
 
-static void prv_outbox_flush(otaml_agent_t *a)
+otaml_status_t otaml_agent_outbox_flush(otaml_agent_t *a)
 {
-    char kind[24], version[32], why[32], detail[128];
-    if (!a->outbox_pending) return;
+    char kind[24], version[32], why[32], detail[OTAML_DETAIL_MAX];
+    if (!a->outbox_pending) return OTAML_OK;
     if (otaml_port_store_get_str("ob_kind", kind, sizeof(kind)) != OTAML_OK) {
         a->outbox_pending = false;
-        return;
+        return OTAML_OK;
     }
-    prv_store_str_or_empty("ob_ver", version, sizeof(version));
-    prv_store_str_or_empty("ob_why", why, sizeof(why));
-    prv_store_str_or_empty("ob_det", detail, sizeof(detail));
+    otaml_agent_store_str_or_empty("ob_ver", version, sizeof(version));
+    otaml_agent_store_str_or_empty("ob_why", why, sizeof(why));
+    otaml_agent_store_str_or_empty("ob_det", detail, sizeof(detail));
     otaml_event_t ev = OTAML_EVENT_ROLLED_BACK;
 #define OTAML_X_MATCH(id, text) \
     if (strcmp(kind, text) == 0) ev = id;
     OTAML_EVENT_LIST(OTAML_X_MATCH)
 #undef OTAML_X_MATCH
-    if (prv_post_event(a, ev, version, otaml_reason_from_str(why), detail) == OTAML_OK) {
+    otaml_status_t st = otaml_agent_post_event(a, ev, version, otaml_reason_from_str(why), detail);
+    if (st == OTAML_OK) {
         otaml_port_store_erase("ob_kind");
         a->outbox_pending = false;
     }
+    return st;
 }
 
 /* ---- desired configuration ---- */
@@ -112,8 +120,8 @@ static void prv_config_load(otaml_agent_t *a)
     otaml_config_init(&a->config);
     if (a->cfg.config_keyring == NULL) return;
     char stored[sizeof(a->config_applied)];
-    prv_store_str_or_empty("cfg", stored, sizeof(stored));
-    a->config.revision = prv_store_u64_or_zero("cfg_rev");
+    otaml_agent_store_str_or_empty("cfg", stored, sizeof(stored));
+    a->config.revision = otaml_agent_store_u64_or_zero("cfg_rev");
     if (otaml_config_parse_applied(stored, &a->config) != OTAML_OK) {
         OTAML_LOGW(TAG, "stored configuration unreadable: running defaults until the server sends one");
         otaml_config_init(&a->config);
@@ -165,83 +173,17 @@ otaml_status_t otaml_agent_init(otaml_agent_t *a, const otaml_agent_config_t *cf
         return OTAML_ERR_INVALID_ARG;
     }
     a->poll_interval_s = cfg->default_poll_interval_s ? cfg->default_poll_interval_s : 60;
-    a->installed_manifest_version = prv_store_u64_or_zero("mf_ver");
-    prv_store_str_or_empty("failed_ver", a->failed_version, sizeof(a->failed_version));
+    a->installed_manifest_version = otaml_agent_store_u64_or_zero("mf_ver");
+    otaml_agent_store_str_or_empty("failed_ver", a->failed_version, sizeof(a->failed_version));
     char kind[24];
     a->outbox_pending = otaml_port_store_get_str("ob_kind", kind, sizeof(kind)) == OTAML_OK;
     prv_config_load(a);
     return otaml_port_running_slot(&a->running);
 }
 
-/* Discards the body: a GET whose only purpose is to show the server answers. */
-static otaml_status_t prv_server_reachable(otaml_agent_t *a, char *detail, size_t size);
-
-otaml_status_t otaml_agent_boot(otaml_agent_t *a)
-{
-    otaml_slot_info_t *r = &a->running;
-    OTAML_LOGI(TAG, "running %s %s from %s (%s)", r->project, r->version, r->label, otaml_img_state_to_str(r->state));
-
-    if (r->state == OTAML_IMG_PENDING_VERIFY) {
-        prv_post_event(a, OTAML_EVENT_BOOTED, r->version, OTAML_REASON_OK, r->label);
-        char detail[128] = "";
-        bool ok = prv_server_reachable(a, detail, sizeof(detail)) == OTAML_OK;
-        if (ok && a->cfg.selftest != NULL) ok = a->cfg.selftest(a->cfg.selftest_ctx, detail, sizeof(detail));
-        if (!ok) {
-            OTAML_LOGE(TAG, "self-test of %s failed (%s): rolling back", r->version, detail);
-            otaml_port_store_set_str("inst_why", otaml_reason_to_str(OTAML_REASON_SELF_TEST_FAILED));
-            otaml_port_store_set_str("inst_det", detail);
-            otaml_status_t st = otaml_port_mark_invalid_and_reboot();
-            OTAML_LOGE(TAG, "could not mark %s invalid: %s", r->version, otaml_status_to_str(st));
-            return st;
-        }
-        OTAML_RETURN_IF_ERROR(otaml_port_mark_valid());
-        r->state = OTAML_IMG_VALID;
-        otaml_port_store_erase("inst_ver");
-        otaml_port_store_erase("inst_why");
-        otaml_port_store_erase("inst_det");
-        OTAML_LOGI(TAG, "%s confirmed: rollback cancelled", r->version);
-        prv_post_event(a, OTAML_EVENT_CONFIRMED, r->version, OTAML_REASON_OK, "");
-        return OTAML_OK;
-    }
-
-    char installed[32];
-    if (otaml_port_store_get_str("inst_ver", installed, sizeof(installed)) == OTAML_OK) {
-        if (strcmp(installed, r->version) != 0) {
-            char why[32], detail[128];
-            prv_store_str_or_empty("inst_why", why, sizeof(why));
-            prv_store_str_or_empty("inst_det", detail, sizeof(detail));
-            otaml_reason_t reason = why[0] ? otaml_reason_from_str(why) : OTAML_REASON_RESET_WHILE_PENDING;
-            OTAML_LOGW(TAG, "%s did not stick (%s): running %s again; it will not be retried", installed,
-                       otaml_reason_to_str(reason), r->version);
-            otaml_port_store_set_str("failed_ver", installed);
-            snprintf(a->failed_version, sizeof(a->failed_version), "%s", installed);
-            /* The running image came from the manifest before; accept that manifest again. */
-            uint64_t prev = 0;
-            if (otaml_port_store_get_u64("mf_prev", &prev) == OTAML_OK && otaml_port_store_set_u64("mf_ver", prev) == OTAML_OK) {
-                a->installed_manifest_version = prev;
-            }
-            prv_outbox_put(a, OTAML_EVENT_ROLLED_BACK, installed, reason, detail);
-        }
-        otaml_port_store_erase("inst_ver");
-        otaml_port_store_erase("inst_why");
-        otaml_port_store_erase("inst_det");
-    }
-    prv_outbox_flush(a);
-    return OTAML_OK;
-}
-
 /* ---- check-in headers ---- */
 
-typedef struct {
-    otaml_header_t h[16];
-    size_t n;
-    char auth[160];
-    char mv[24];
-    char sv[12];
-    char cfg_rev[24];
-} prv_checkin_t;
-
-static void prv_checkin_headers(otaml_agent_t *a, prv_checkin_t *c, bool with_etag)
+void otaml_agent_checkin_headers(otaml_agent_t *a, otaml_checkin_t *c, bool with_etag)
 {
     c->n = 0;
     snprintf(c->auth, sizeof(c->auth), "Bearer %s", a->cfg.token);
@@ -265,17 +207,11 @@ static void prv_checkin_headers(otaml_agent_t *a, prv_checkin_t *c, bool with_et
     }
 }
 
-/* ---- bounded body buffer ---- */
+/* ---- bounded body buffer, manifest signature ---- */
 
-typedef struct {
-    uint8_t *buf;
-    size_t len, cap;
-    bool overflow;
-} prv_buffer_t;
-
-static otaml_status_t prv_buffer_sink(void *ctx, const uint8_t *data, size_t len)
+otaml_status_t otaml_agent_buffer_sink(void *ctx, const uint8_t *data, size_t len)
 {
-    prv_buffer_t *b = ctx;
+    otaml_buffer_t *b = ctx;
     if (len > b->cap - b->len) {
         b->overflow = true;
         return OTAML_ERR_TOO_LARGE;
@@ -285,21 +221,21 @@ static otaml_status_t prv_buffer_sink(void *ctx, const uint8_t *data, size_t len
     return OTAML_OK;
 }
 
-static otaml_status_t prv_server_reachable(otaml_agent_t *a, char *detail, size_t size)
+void otaml_agent_manifest_signature(otaml_agent_t *a, const otaml_http_response_t *resp, char *out, size_t size)
 {
-    prv_checkin_t c;
-    prv_checkin_headers(a, &c, false);
-    otaml_http_response_t resp;
-    otaml_status_t st = otaml_port_http_get(a->manifest_url, c.h, c.n, NULL, NULL, &resp);
-    if (st != OTAML_OK) {
-        snprintf(detail, size, "server unreachable: %s", otaml_status_to_str(st));
-        return st;
+    snprintf(out, size, "%s", resp->signature);
+    if (out[0] != '\0') return;
+    /* A static host cannot set headers: the signature sits beside the manifest. */
+    char sig_url[272];
+    uint8_t sig_buf[OTAML_MAX_SIGNATURE_B64 + 2];
+    otaml_buffer_t sb = {.buf = sig_buf, .cap = sizeof(sig_buf) - 1};
+    otaml_http_response_t sresp;
+    snprintf(sig_url, sizeof(sig_url), "%s.sig", a->manifest_url);
+    if (otaml_port_http_get(sig_url, NULL, 0, otaml_agent_buffer_sink, &sb, &sresp) == OTAML_OK && sresp.status == 200) {
+        while (sb.len > 0 && (sig_buf[sb.len - 1] == '\n' || sig_buf[sb.len - 1] == '\r')) sb.len--;
+        sig_buf[sb.len] = '\0';
+        snprintf(out, size, "%s", (char *)sig_buf);
     }
-    if (resp.status == 401) {
-        snprintf(detail, size, "server refused this device's credentials");
-        return OTAML_ERR_HTTP_STATUS;
-    }
-    return OTAML_OK;
 }
 
 /* ---- download and install ---- */
@@ -362,7 +298,7 @@ static size_t prv_prepare_resume(otaml_download_t *guard, const char *sha_hex, u
 {
     char saved[65];
     if (otaml_port_store_get_str("dl_sha", saved, sizeof(saved)) != OTAML_OK || strcmp(saved, sha_hex) != 0) return 0;
-    uint64_t offset = prv_store_u64_or_zero("dl_off");
+    uint64_t offset = otaml_agent_store_u64_or_zero("dl_off");
     if (offset == 0 || offset >= size) return 0;
     uint8_t *chunk = malloc(READBACK_CHUNK);
     if (chunk == NULL) return 0;
@@ -386,7 +322,7 @@ static otaml_poll_outcome_t prv_reject(otaml_agent_t *a, const otaml_manifest_t 
 {
     OTAML_LOGW(TAG, "refused %s: %s%s%s", m->semver[0] ? m->semver : "manifest", otaml_reason_to_str(reason),
                detail[0] ? ": " : "", detail);
-    prv_post_event(a, OTAML_EVENT_REJECTED, m->semver, reason, detail);
+    otaml_agent_post_event(a, OTAML_EVENT_REJECTED, m->semver, reason, detail);
     return OTAML_POLL_REJECTED;
 }
 
@@ -412,7 +348,7 @@ static otaml_poll_outcome_t prv_install(otaml_agent_t *a, const otaml_manifest_t
         snprintf(detail, sizeof(detail), "resuming at %u of %u", (unsigned)s.resume_offset, (unsigned)m->size);
         OTAML_LOGI(TAG, "downloading %s: %s", m->semver, detail);
     }
-    prv_post_event(a, OTAML_EVENT_DOWNLOAD_STARTED, m->semver, OTAML_REASON_OK, detail);
+    otaml_agent_post_event(a, OTAML_EVENT_DOWNLOAD_STARTED, m->semver, OTAML_REASON_OK, detail);
 
     char range[48];
     otaml_header_t headers[1];
@@ -449,7 +385,7 @@ static otaml_poll_outcome_t prv_install(otaml_agent_t *a, const otaml_manifest_t
                  (unsigned)s.guard.received, (unsigned)m->size);
         otaml_download_free(&s.guard);
         OTAML_LOGW(TAG, "download of %s interrupted: %s", m->semver, detail);
-        prv_post_event(a, OTAML_EVENT_DOWNLOAD_FAILED, m->semver, OTAML_REASON_DOWNLOAD_ERROR, detail);
+        otaml_agent_post_event(a, OTAML_EVENT_DOWNLOAD_FAILED, m->semver, OTAML_REASON_DOWNLOAD_ERROR, detail);
         return OTAML_POLL_RETRY;
     }
     if (otaml_download_finish(&s.guard, m->sha256) != OTAML_OK) {
@@ -469,23 +405,26 @@ static otaml_poll_outcome_t prv_install(otaml_agent_t *a, const otaml_manifest_t
                  a->cfg.project, m->semver);
         return prv_reject(a, m, OTAML_REASON_IMAGE_INVALID, detail);
     }
-    prv_post_event(a, OTAML_EVENT_VERIFIED, m->semver, OTAML_REASON_OK, "");
+    otaml_agent_post_event(a, OTAML_EVENT_VERIFIED, m->semver, OTAML_REASON_OK, "");
 
+    /* inst_ver goes last: it makes the record count. A stale inst_why from an interrupted earlier
+     * record would otherwise be read as this install's verdict. */
+    otaml_port_store_erase("inst_why");
+    otaml_port_store_erase("inst_det");
     if (otaml_port_store_set_u64("mf_prev", a->installed_manifest_version) != OTAML_OK ||
         otaml_port_store_set_u64("mf_ver", m->manifest_version) != OTAML_OK ||
+        otaml_port_store_set_u64("inst_ur", otaml_agent_unreachable_count(m->semver)) != OTAML_OK ||
         otaml_port_store_set_str("inst_ver", m->semver) != OTAML_OK) {
         return prv_reject(a, m, OTAML_REASON_FLASH_ERROR, "cannot persist the install record");
     }
     a->installed_manifest_version = m->manifest_version;
-    otaml_port_store_erase("inst_why");
-    otaml_port_store_erase("inst_det");
     st = otaml_port_update_activate();
     if (st != OTAML_OK) {
         otaml_port_store_erase("inst_ver");
         snprintf(detail, sizeof(detail), "set boot partition: %s", otaml_status_to_str(st));
         return prv_reject(a, m, OTAML_REASON_FLASH_ERROR, detail);
     }
-    prv_post_event(a, OTAML_EVENT_INSTALLED, m->semver, OTAML_REASON_OK, "");
+    otaml_agent_post_event(a, OTAML_EVENT_INSTALLED, m->semver, OTAML_REASON_OK, "");
     OTAML_LOGI(TAG, "%s installed; rebooting into it", m->semver);
     otaml_port_reboot();
 }
@@ -495,15 +434,15 @@ static otaml_poll_outcome_t prv_install(otaml_agent_t *a, const otaml_manifest_t
 otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
 {
     *outcome = OTAML_POLL_IDLE;
-    prv_outbox_flush(a);
+    otaml_agent_outbox_flush(a);
 
-    prv_checkin_t c;
-    prv_checkin_headers(a, &c, true);
-    prv_buffer_t body = {.cap = OTAML_MAX_MANIFEST_BYTES};
+    otaml_checkin_t c;
+    otaml_agent_checkin_headers(a, &c, true);
+    otaml_buffer_t body = {.cap = OTAML_MAX_MANIFEST_BYTES};
     body.buf = malloc(body.cap);
     if (body.buf == NULL) return OTAML_ERR_NO_MEM;
     otaml_http_response_t resp;
-    otaml_status_t st = otaml_port_http_get(a->manifest_url, c.h, c.n, prv_buffer_sink, &body, &resp);
+    otaml_status_t st = otaml_port_http_get(a->manifest_url, c.h, c.n, otaml_agent_buffer_sink, &body, &resp);
     if (st == OTAML_OK || body.overflow) prv_config_take(a, &resp);
 
     if (resp.poll_interval_s > 0) {
@@ -533,20 +472,7 @@ otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
     }
 
     char signature[OTAML_MAX_SIGNATURE_B64 + 2];
-    snprintf(signature, sizeof(signature), "%s", resp.signature);
-    if (signature[0] == '\0') {
-        /* A static host cannot set headers: the signature sits beside the manifest. */
-        char sig_url[272];
-        uint8_t sig_buf[OTAML_MAX_SIGNATURE_B64 + 2];
-        prv_buffer_t sb = {.buf = sig_buf, .cap = sizeof(sig_buf) - 1};
-        otaml_http_response_t sresp;
-        snprintf(sig_url, sizeof(sig_url), "%s.sig", a->manifest_url);
-        if (otaml_port_http_get(sig_url, NULL, 0, prv_buffer_sink, &sb, &sresp) == OTAML_OK && sresp.status == 200) {
-            while (sb.len > 0 && (sig_buf[sb.len - 1] == '\n' || sig_buf[sb.len - 1] == '\r')) sb.len--;
-            sig_buf[sb.len] = '\0';
-            snprintf(signature, sizeof(signature), "%s", (char *)sig_buf);
-        }
-    }
+    otaml_agent_manifest_signature(a, &resp, signature, sizeof(signature));
 
     size_t slot_size = 0;
     otaml_port_passive_slot_size(&slot_size);
@@ -579,6 +505,14 @@ otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
         return OTAML_OK;
     case OTAML_DECISION_UPDATE:
         break;
+    }
+    otaml_status_t queued = otaml_agent_outbox_flush(a);
+    if (queued == OTAML_ERR_TRANSPORT || queued == OTAML_ERR_NO_MEM) {
+        /* The server hears a rollback before the same version's retake starts. A server that answers
+         * and refuses the event (4xx: a static host) never blocks updates. */
+        OTAML_LOGW(TAG, "update to %s waits until the server takes the queued event", m.semver);
+        *outcome = OTAML_POLL_RETRY;
+        return OTAML_OK;
     }
     OTAML_LOGI(TAG, "update offered: %s -> %s (manifest #%llu)", a->running.version, m.semver,
                (unsigned long long)m.manifest_version);

@@ -5,6 +5,7 @@
 
 #include <cJSON.h>
 
+#include "otaml_mbedtls_compat.h"
 #include "otaml_ml.h"
 
 static const char *TAG = "otaml_ml";
@@ -29,6 +30,22 @@ static bool prv_int8s(const cJSON *arr, int8_t *out, int n)
         const cJSON *v = cJSON_GetArrayItem(arr, i);
         if (!cJSON_IsNumber(v) || v->valuedouble < -128 || v->valuedouble > 127) return false;
         out[i] = (int8_t)v->valuedouble;
+    }
+    return true;
+}
+
+static bool prv_sha256_hex(const cJSON *v, uint8_t out[32])
+{
+    if (!cJSON_IsString(v) || strlen(v->valuestring) != 64) return false;
+    for (int i = 0; i < 32; i++) {
+        unsigned byte = 0;
+        for (int k = 0; k < 2; k++) {
+            char ch = v->valuestring[2 * i + k];
+            unsigned nib = (ch >= '0' && ch <= '9') ? (unsigned)(ch - '0') : (ch >= 'a' && ch <= 'f') ? (unsigned)(ch - 'a' + 10) : 16u;
+            if (nib > 15) return false;
+            byte = byte << 4 | nib;
+        }
+        out[i] = (uint8_t)byte;
     }
     return true;
 }
@@ -73,6 +90,13 @@ static otaml_status_t prv_card(const cJSON *root, otaml_model_card_t *c)
     const cJSON *arena = cJSON_GetObjectItem(root, "arena_bytes");
     if (!cJSON_IsNumber(arena) || arena->valuedouble <= 0) return prv_card_fail("arena_bytes");
     c->arena_bytes = (size_t)arena->valuedouble;
+    const cJSON *bytes = cJSON_GetObjectItem(root, "tflite_bytes");
+    if (!cJSON_IsNumber(bytes) || !(bytes->valuedouble >= 1 && bytes->valuedouble <= (double)UINT32_MAX) ||
+        bytes->valuedouble != (double)(uint32_t)bytes->valuedouble) {
+        return prv_card_fail("tflite_bytes");
+    }
+    c->tflite_bytes = (uint32_t)bytes->valuedouble;
+    if (!prv_sha256_hex(cJSON_GetObjectItem(root, "sha256"), c->sha256)) return prv_card_fail("sha256");
 
     const cJSON *golden = cJSON_GetObjectItem(root, "golden"), *g;
     c->n_golden = 0;
@@ -112,12 +136,41 @@ void otaml_ml_quantize(const otaml_model_card_t *c, const float *x, int8_t *q)
     }
 }
 
+/* "ml: model amp_health/1 ..." naming the first difference between the bytes and the card; "" if none. */
+static bool prv_integrity(const otaml_ml_t *ml, char *detail, size_t size)
+{
+    const otaml_model_card_t *c = &ml->card;
+    char got[17], want[17];
+    if (ml->model_len != c->tflite_bytes) {
+        snprintf(detail, size, "ml: model %s is %u bytes, its card says %u", ml->model_id, (unsigned)ml->model_len,
+                 (unsigned)c->tflite_bytes);
+        return false;
+    }
+    if (memcmp(ml->model_sha256, c->sha256, 32) != 0) {
+        for (int i = 0; i < 8; i++) {
+            snprintf(got + 2 * i, 3, "%02x", ml->model_sha256[i]);
+            snprintf(want + 2 * i, 3, "%02x", c->sha256[i]);
+        }
+        snprintf(detail, size, "ml: model %s sha256 %s... differs from its card's %s...", ml->model_id, got, want);
+        return false;
+    }
+    return true;
+}
+
 otaml_status_t otaml_ml_init(otaml_ml_t *ml, const otaml_model_card_t *card, const uint8_t *model, size_t len)
 {
     memset(ml, 0, sizeof(*ml));
     atomic_store(&ml->alert_threshold, -1);
     ml->card = *card;
     snprintf(ml->model_id, sizeof(ml->model_id), "%s/%s", card->name, card->model_version);
+    ml->model_len = model != NULL ? len : 0;
+    static const uint8_t nothing[1] = {0};
+    otaml_sha256(model != NULL ? model : nothing, ml->model_len, ml->model_sha256);
+    char why[128];
+    if (!prv_integrity(ml, why, sizeof(why))) {
+        OTAML_LOGE(TAG, "%s: not loaded", why);
+        return ml->model_len != card->tflite_bytes ? OTAML_ERR_SIZE : OTAML_ERR_HASH;
+    }
     size_t n_in = 0, n_out = 0;
     otaml_status_t st = otaml_port_ml_load(model, len, card->arena_bytes, &n_in, &n_out);
     if (st != OTAML_OK) {
@@ -137,6 +190,7 @@ otaml_status_t otaml_ml_init(otaml_ml_t *ml, const otaml_model_card_t *card, con
 bool otaml_ml_health_check(otaml_ml_t *ml, char *detail, size_t size)
 {
     const otaml_model_card_t *c = &ml->card;
+    if (!prv_integrity(ml, detail, size)) return false;
     if (!ml->loaded) {
         snprintf(detail, size, "ml: model %s did not load", ml->model_id);
         return false;
@@ -157,7 +211,10 @@ bool otaml_ml_health_check(otaml_ml_t *ml, char *detail, size_t size)
             return false;
         }
     }
-    snprintf(detail, size, "ml: %s passes %d golden inputs", ml->model_id, c->n_golden);
+    char digest[17];
+    for (int i = 0; i < 8; i++) snprintf(digest + 2 * i, 3, "%02x", ml->model_sha256[i]);
+    snprintf(detail, size, "ml: model %s (%u bytes, sha256 %s...) matches its card; %d golden inputs pass", ml->model_id,
+             (unsigned)ml->model_len, digest, c->n_golden);
     return true;
 }
 

@@ -18,6 +18,8 @@
 #include "esp_partition.h"
 #include "esp_random.h"
 #include "esp_system.h"
+#include "freertos/FreeRTOS.h"
+#include "freertos/task.h"
 #include "nvs.h"
 #include "sdkconfig.h"
 
@@ -31,8 +33,13 @@ static const char *TAG = "port_esp_idf";
 #define TRUSTED_TIME_FLOOR 1704067200 /* 2024-01-01: a clock before this was never set by SNTP */
 
 static const char *s_server_ca_pem;
+static otaml_port_esp_idf_ip_wait_fn s_ip_wait;
 
-void otaml_port_esp_idf_init(const char *server_ca_pem) { s_server_ca_pem = server_ca_pem; }
+void otaml_port_esp_idf_init(const char *server_ca_pem, otaml_port_esp_idf_ip_wait_fn ip_wait)
+{
+    s_server_ca_pem = server_ca_pem;
+    s_ip_wait = ip_wait;
+}
 
 /* ---- log, time, random ---- */
 
@@ -56,6 +63,16 @@ int64_t otaml_port_trusted_time(void)
 }
 
 uint32_t otaml_port_random(void) { return esp_random(); }
+
+void otaml_port_delay_ms(uint32_t ms) { vTaskDelay(pdMS_TO_TICKS(ms)); }
+
+/* ---- network ---- */
+
+otaml_status_t otaml_port_network_wait(uint32_t timeout_ms)
+{
+    if (s_ip_wait == NULL || s_ip_wait(timeout_ms)) return OTAML_OK;
+    return OTAML_ERR_TRANSPORT;
+}
 
 /* ---- NVS ---- */
 

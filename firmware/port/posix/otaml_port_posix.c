@@ -73,6 +73,27 @@ uint32_t otaml_port_random(void)
     return v;
 }
 
+void otaml_port_delay_ms(uint32_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* ---- network: the simulated station has its address ip_after_ms after boot ---- */
+
+static bool prv_has_ip(void) { return prv_millis() >= s_cfg.ip_after_ms; }
+
+/* As xEventGroupWaitBits on the Wi-Fi task's GOT_IP bit: at once if set, else until set or timeout. */
+otaml_status_t otaml_port_network_wait(uint32_t timeout_ms)
+{
+    uint32_t now = prv_millis();
+    if (now >= s_cfg.ip_after_ms) return OTAML_OK;
+    uint32_t until_ip = s_cfg.ip_after_ms - now;
+    otaml_port_delay_ms(until_ip <= timeout_ms ? until_ip : timeout_ms);
+    return until_ip <= timeout_ms ? OTAML_OK : OTAML_ERR_TRANSPORT;
+}
+
 /* ---- NVS: key/values in the nvs partition, two copies with sequence and CRC, so a power cut
  * during a write leaves the previous copy readable (as NVS's own journaling does). ---- */
 
@@ -348,6 +369,10 @@ static struct curl_slist *prv_headers(const otaml_header_t *headers, size_t n)
 
 static otaml_status_t prv_perform(CURL *curl, prv_transfer_t *t)
 {
+    if (!prv_has_ip()) {
+        OTAML_LOGD(TAG, "no IP address yet");
+        return OTAML_ERR_TRANSPORT;
+    }
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, prv_on_header);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, prv_on_body);

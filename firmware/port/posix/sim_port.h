@@ -9,6 +9,7 @@ typedef struct {
     bool trusted_time;           /* false: the device has no SNTP time (expiry not judged) */
     uint32_t download_rate;      /* bytes/s cap on response bodies (a slow radio); 0 = unlimited */
     bool verbose;                /* D-level logs */
+    uint32_t ip_after_ms;        /* the station gets its IP address this long after boot (Wi-Fi joining) */
     char *const *argv;           /* for a reboot: the process restarts itself with these */
 } sim_port_config_t;
 

@@ -11,6 +11,7 @@ from sqlmodel import Session
 from otaml.api.context import ServerContext
 from otaml.core.config import Settings
 from otaml.core.errors import AuthError
+from otaml.core.types import DeviceId
 from otaml.fleet.tokens import bearer_token, tokens_equal
 
 
@@ -48,7 +49,7 @@ AdminDep = Annotated[None, Depends(require_admin)]
 
 
 async def require_device(
-    device_id: str, ctx: ContextDep, authorization: Annotated[str | None, Header()] = None
+    device_id: DeviceId, ctx: ContextDep, authorization: Annotated[str | None, Header()] = None
 ) -> str:
     """Authenticate a device by its path id and bearer token (for non-poll device requests)."""
     if not await ctx.tokens.verify(device_id, bearer_token(authorization)):

@@ -5,22 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlmodel import Session
 
 from otaml import __version__
+from otaml.api import errors
 from otaml.api.context import ServerContext
+from otaml.api.limits import BodyLimits
 from otaml.api.poll_asgi import PollFastPath
 from otaml.api.routes import binaries, channels, config, devices, info, manifests, releases, rollouts
 from otaml.core.config import Settings
 from otaml.dashboard import routes as dashboard_routes
 from otaml.core.db import init_db, make_engine
-from otaml.core.errors import OtamlError
 from otaml.models import Release
 from otaml.releases.publishing import rebuild_mirror
 from otaml.rollouts.service import evaluate
@@ -33,8 +35,22 @@ async def _flush_loop(ctx: ServerContext) -> None:
         await asyncio.sleep(ctx.settings.checkin_flush_interval)
         try:
             await run_in_threadpool(ctx.checkins.flush, ctx.engine)
-        except Exception:  # keep polling alive; the batch was put back and is retried
+        except Exception:  # the database is unreachable: the batch was put back and is retried
             log.exception("check-in flush failed; retrying in %.1fs", ctx.settings.checkin_flush_interval)
+
+
+def _final_flush(ctx: ServerContext, attempts: int = 3) -> None:
+    """The shutdown flush: bad rows are dropped inside flush, so only an unreachable database can stop
+    it; that gets a few retries, then what is left is reported and the stop goes on."""
+    for attempt in range(attempts):
+        try:
+            written = ctx.checkins.flush(ctx.engine)
+            log.info("flushed %d pending check-ins on shutdown", written)
+            return
+        except Exception:
+            log.exception("shutdown flush failed (attempt %d of %d)", attempt + 1, attempts)
+            time.sleep(0.5)
+    log.error("lost %d check-ins at shutdown: the database could not be reached", ctx.checkins.pending())
 
 
 async def _rollout_loop(ctx: ServerContext) -> None:
@@ -72,19 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            written = ctx.checkins.flush(engine)  # no answered check-in is lost to a clean stop
-            log.info("flushed %d pending check-ins on shutdown", written)
+            _final_flush(ctx)  # no answered check-in is lost to a clean stop
             engine.dispose()
 
-    app = FastAPI(title="otaml release server", version=__version__, lifespan=lifespan)
-
-    @app.exception_handler(OtamlError)
-    async def _otaml_error(_request: Request, exc: OtamlError) -> JSONResponse:
-        return JSONResponse(
-            status_code=exc.status,
-            content={"detail": str(exc), "error": type(exc).__name__},
-            headers=getattr(exc, "headers", None),
-        )
+    app = FastAPI(title="otaml release server", version=__version__, lifespan=lifespan, responses=errors.ERROR_RESPONSES)
+    errors.install(app)
 
     for module in (manifests, binaries, releases, channels, devices, rollouts, config, info):
         app.include_router(module.router)
@@ -95,5 +103,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def _root() -> RedirectResponse:
         return RedirectResponse("/dashboard")
 
+    app.add_middleware(BodyLimits, settings=settings)  # before routing, authentication and parsing
     app.add_middleware(PollFastPath, fastapi_app=app)  # outermost: polls never reach the router
     return app

@@ -13,20 +13,25 @@ import re
 from otaml.core.http import etag_matches
 from otaml.releases.polling import answer_poll, poll_channel
 
-_BINARY_PATH = re.compile(r"^/binaries/([0-9a-f]{64})/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_BINARY_PATH = re.compile(r"/binaries/([0-9a-f]{64})/[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")  # ASCII digits only: \d would take any script's digits
+_HUGE = 10**18  # beyond any blob: a position with more digits is "past the end", never converted
 
 
-def _range(spec: str, size: int) -> tuple[int, int] | None | bool:
+def _position(digits: str) -> int:
+    return int(digits) if len(digits) <= 18 else _HUGE
+
+
+def range_of(spec: str, size: int) -> tuple[int, int] | None | bool:
     """(start, end exclusive) for one byte range; None if not satisfiable; False if not understood."""
-    m = _RANGE.match(spec.strip())
+    m = _RANGE.fullmatch(spec.strip())
     if not m or (m.group(1) == "" and m.group(2) == ""):
         return False
     if m.group(1) == "":
-        n = int(m.group(2))
+        n = _position(m.group(2))
         return (max(size - n, 0), size) if n > 0 else None
-    start = int(m.group(1))
-    end = min(int(m.group(2)) + 1, size) if m.group(2) else size
+    start = _position(m.group(1))
+    end = min(_position(m.group(2)) + 1, size) if m.group(2) else size
     return (start, end) if start < size and start < end else None
 
 
@@ -45,7 +50,7 @@ class PollFastPath:
         channel = poll_channel(path, ctx.settings.default_channel)
         if channel is not None:
             return await self._poll(ctx, channel, scope, send)
-        m = _BINARY_PATH.match(path)
+        m = _BINARY_PATH.fullmatch(path)
         if m is not None and await self._binary(ctx, m.group(1), scope, send):
             return None
         return await self.app(scope, receive, send)
@@ -76,7 +81,7 @@ class PollFastPath:
         status, body, size = 200, data, len(data)
         spec = h.get("range")
         if spec is not None and h.get("if-range", etag) == etag:
-            r = _range(spec, size)
+            r = range_of(spec, size)
             if r is False:
                 return False  # several ranges or odd syntax: leave it to the framework
             if r is None:

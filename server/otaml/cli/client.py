@@ -4,6 +4,7 @@ server named), carrying the server's own sentence."""
 from __future__ import annotations
 
 import base64
+from urllib.parse import quote
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,17 +12,20 @@ from typing import Any
 import httpx
 
 from otaml.core import errors
-from otaml.core.errors import AuthError, ServerError
+from otaml.core.errors import AuthError, ConfigError, ServerError
 
 CHUNK = 64 * 1024
 
 
 class ReleaseClient:
     def __init__(self, server: str, token: str, timeout: float = 60.0):
-        self.server = server.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.server, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
-        )
+        self.server = server_url(server)
+        try:
+            self._http = httpx.Client(
+                base_url=self.server, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+            )
+        except (httpx.InvalidURL, UnicodeError, ValueError) as e:  # e.g. a token that is not a header value
+            raise ConfigError(f"cannot use --server/--token: {e}") from None
 
     def close(self) -> None:
         self._http.close()
@@ -37,9 +41,14 @@ class ReleaseClient:
             r = self._http.request(method, path, **kw)
         except httpx.TransportError as e:
             raise ServerError(f"cannot reach the release server at {self.server}: {e or type(e).__name__}") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
+            raise ServerError(f"request to {self.server}{path} failed: {e or type(e).__name__}") from None
         if r.status_code >= 400:
             raise _error_from(r)
-        return r.json() if r.content else None
+        try:
+            return r.json() if r.content else None
+        except ValueError:
+            raise ServerError(f"expected JSON from {r.request.url}, got {r.content[:60]!r}: is --server a release server?") from None
 
     def info(self) -> dict[str, Any]:
         return self._request("GET", "/api/info")
@@ -85,7 +94,7 @@ class ReleaseClient:
     def refresh(self, *, channel: str, manifest: bytes, signature: str) -> dict[str, Any]:
         return self._request(
             "POST",
-            f"/api/channels/{channel}/manifests",
+            f"/api/channels/{_seg(channel)}/manifests",
             headers={"Content-Type": "application/json", "X-Otaml-Signature": signature},
             content=manifest,
         )
@@ -100,13 +109,13 @@ class ReleaseClient:
         return self._request("GET", "/api/devices", params={k: v for k, v in filters.items() if v is not None})
 
     def events(self, device_id: str, limit: int = 50) -> dict[str, Any]:
-        return self._request("GET", f"/api/devices/{device_id}/events", params={"limit": limit})
+        return self._request("GET", f"/api/devices/{_seg(device_id)}/events", params={"limit": limit})
 
     def update_device(self, device_id: str, **fields: Any) -> dict[str, Any]:
-        return self._request("PATCH", f"/api/devices/{device_id}", json=fields)
+        return self._request("PATCH", f"/api/devices/{_seg(device_id)}", json=fields)
 
     def device_state(self, device_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/api/devices/{device_id}/state")
+        return self._request("GET", f"/api/devices/{_seg(device_id)}/state")
 
     def start_rollout(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", "/api/rollouts", json=spec)
@@ -116,19 +125,36 @@ class ReleaseClient:
         return self._request("GET", "/api/rollouts", params=params)
 
     def rollout(self, rollout_id: int) -> dict[str, Any]:
-        return self._request("GET", f"/api/rollouts/{rollout_id}")
+        return self._request("GET", f"/api/rollouts/{_seg(rollout_id)}")
 
     def rollout_action(self, rollout_id: int, action: str) -> dict[str, Any]:
-        return self._request("POST", f"/api/rollouts/{rollout_id}/{action}")
+        return self._request("POST", f"/api/rollouts/{_seg(rollout_id)}/{_seg(action)}")
 
     def config_layers(self) -> dict[str, Any]:
         return self._request("GET", "/api/config")
 
     def set_config(self, scope: str, name: str, properties: dict[str, int]) -> dict[str, Any]:
-        return self._request("PUT", f"/api/config/{scope}/{name}", json=properties)
+        return self._request("PUT", f"/api/config/{_seg(scope)}/{_seg(name)}", json=properties)
 
     def delete_config(self, scope: str, name: str) -> None:
-        self._request("DELETE", f"/api/config/{scope}/{name}")
+        self._request("DELETE", f"/api/config/{_seg(scope)}/{_seg(name)}")
+
+
+def _seg(value: object) -> str:
+    """One path segment: a name with / or a newline in it stays one segment for the server to refuse."""
+    return quote(str(value), safe="")
+
+
+def server_url(text: str) -> str:
+    """--server / OTAML_SERVER: an http(s) URL with a host. Raises ConfigError with what arrived."""
+    try:
+        url = httpx.URL(text.strip())
+        ok = url.scheme in ("http", "https") and bool(url.host)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"expected a release server URL like http://127.0.0.1:8000 (--server or OTAML_SERVER), got {text[:80]!r}")
+    return text.strip().rstrip("/")
 
 
 def _error_from(r: httpx.Response) -> errors.OtamlError:

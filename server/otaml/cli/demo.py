@@ -5,13 +5,20 @@ devices (the real firmware core built for the host, running the real model throu
 them with 1.1, then publishes 1.2 as a staged release and rolls it out ring by ring while the
 dashboard watches. Signs with the committed *test* keys, which the simulator pins: a demo, never
 a deployment.
+
+The demo only ever talks to the server it started: it refuses a port in use (or, when no port was
+asked for, picks a free one and says so), gives its server a fresh random admin token, and checks that
+the server answering on the port accepts that token before it sends anything. A server someone else
+runs never sees the test key, a device or a rollout from the demo.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +36,34 @@ from otaml.manifest import signing
 
 ROOT = Path(__file__).resolve().parents[3]
 MARKER = ".otaml-demo"
-TOKEN = "changethis"  # development mode: the dashboard login for actions
+DEFAULT_PORT = 8000  # scripts/start's: taken if free, else a free one is picked and named
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(requested: int | None, say: Callable[[str], None]) -> int:
+    """The requested port if free (refused if not); without a request, 8000 or any free port."""
+    if requested is not None:
+        if not 0 < requested < 65536 or not port_free(requested):
+            raise DemoError(
+                f"port {requested} is in use (a release server started by `scripts/start`?); the demo never "
+                f"talks to a server it did not start: pass another --port, or none to pick a free one"
+            )
+        return requested
+    if port_free(DEFAULT_PORT):
+        return DEFAULT_PORT
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    say(f"port {DEFAULT_PORT} is in use (another server?); using free port {port} instead")
+    return port
 
 
 class DemoError(OtamlError):
@@ -43,6 +77,7 @@ class Demo:
     devices: int
     say: Callable[[str], None]
     procs: list[subprocess.Popen] = field(default_factory=list)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))  # this demo server's admin token
 
     @property
     def url(self) -> str:
@@ -70,7 +105,7 @@ class Demo:
     def _serve(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTAML_")}
         env.update(
-            OTAML_DATA_DIR=str(self.data_dir / "server"), OTAML_PORT=str(self.port), OTAML_ADMIN_TOKEN=TOKEN,
+            OTAML_DATA_DIR=str(self.data_dir / "server"), OTAML_PORT=str(self.port), OTAML_ADMIN_TOKEN=self.token,
             OTAML_POLL_INTERVAL="5", OTAML_DASHBOARD_PUBLIC="true",
             OTAML_CONFIG_KEY_PATH=str(ROOT / "manifests" / "keys" / "test-config.pem"),
         )
@@ -85,10 +120,24 @@ class Demo:
                 raise DemoError(f"the server exited; see {self.data_dir / 'server.log'}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
+                    return self.verify_own_server()
             except httpx.TransportError:
                 time.sleep(0.2)
         raise DemoError(f"the server did not answer on port {self.port} within 30 s (port taken? pass --port)")
+
+    def verify_own_server(self) -> None:
+        """The server on the port is the one this demo started: it is alive and accepts this demo's
+        random token. Otherwise (another server took the port first) nothing is sent to it."""
+        alive = bool(self.procs) and self.procs[0].poll() is None
+        try:
+            accepted = httpx.get(f"{self.url}/api/info", headers={"Authorization": f"Bearer {self.token}"}, timeout=5).status_code == 200
+        except httpx.TransportError:
+            accepted = False
+        if not (alive and accepted):
+            raise DemoError(
+                f"the server answering on port {self.port} is not the one this demo started; nothing was sent "
+                f"to it (pass another --port)"
+            )
 
     def _images(self) -> dict[str, Path]:
         payload = b""
@@ -109,13 +158,15 @@ class Demo:
         return out
 
     def run(self, duration: float | None) -> str:
+        if not port_free(self.port):
+            raise DemoError(f"port {self.port} is in use; the demo never talks to a server it did not start (pass another --port)")
         self._fresh_dir()
         sim = self._simulator()
         self.say(f"starting the release server at {self.url} (data in {self.data_dir})")
         self._serve()
         key = signing.load_private_key(ROOT / "manifests" / "keys" / "test-release.pem")
         images = self._images()
-        with ReleaseClient(self.url, TOKEN) as client:
+        with ReleaseClient(self.url, self.token) as client:
             publishing.publish(client, key, version="1.1", path=images["1.1"], channel="stable")
             self.say(f"published 1.1; flashing and starting {self.devices} simulated devices")
             for i in range(self.devices):
@@ -137,7 +188,7 @@ class Demo:
             rollout = client.start_rollout({"channel": "stable", "version": "1.2", "rings": [25, 50, 100],
                                             "success_pct": 100, "soak_seconds": 10})
             self.say(f"published 1.2 (staged) and started rollout {rollout['id']}: rings 25% -> 50% -> 100%")
-            self.say(f"dashboard: {self.url}/dashboard  (log in with {TOKEN!r} to pause, resume or abort)")
+            self.say(f"dashboard: {self.url}/dashboard  (log in with {self.token!r} to pause, resume or abort)")
             started = time.monotonic()
             while duration is None or time.monotonic() - started < duration:
                 time.sleep(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import click
@@ -154,12 +155,30 @@ def device_tag(device_id: str, tags: tuple[str, ...], server: str, token: str) -
 @device.command("pin")
 @click.argument("device_id")
 @click.argument("version")
+@click.option("--force", "force_reason", metavar="REASON", default=None,
+              help="Pin even if VERSION is not a release of the device's channel or is older than what it runs; say why.")
 @server_option
 @token_option
-def device_pin(device_id: str, version: str, server: str, token: str) -> None:
-    """Offer DEVICE_ID this VERSION only, whatever its channel's rollouts do."""
+def device_pin(device_id: str, version: str, force_reason: str | None, server: str, token: str) -> None:
+    """Offer DEVICE_ID this VERSION only, whatever its channel's rollouts do.
+
+    VERSION must be a release of the device's channel and not older than what the device runs (it would
+    refuse an older manifest as replayed), unless --force REASON."""
+    fields: dict[str, Any] = {"pin_version": version}
+    if force_reason is not None:
+        fields["force_reason"] = force_reason
     with ReleaseClient(server, token) as client:
-        _print_device_change(client.update_device(device_id, pin_version=version))
+        _print_device_change(client.update_device(device_id, **fields))
+
+
+@device.command("unpin")
+@click.argument("device_id")
+@server_option
+@token_option
+def device_unpin(device_id: str, server: str, token: str) -> None:
+    """Remove DEVICE_ID's pin: it follows its channel (rollouts, baseline) again."""
+    with ReleaseClient(server, token) as client:
+        _print_device_change(client.update_device(device_id, pin_version=""))
 
 
 @device.command("hold")
@@ -209,8 +228,8 @@ def _assignment(_ctx: click.Context, _param: click.Parameter, value: tuple[str, 
     props = {}
     for item in value:
         name, sep, number = item.partition("=")
-        if not sep or not number.lstrip("-").isdigit():
-            raise click.BadParameter(f"expected NAME=INTEGER, got {item!r}")
+        if not sep or not re.fullmatch(r"-?[0-9]{1,12}", number):
+            raise click.BadParameter(f"expected NAME=INTEGER, got {item[:60]!r}")
         props[name] = int(number)
     return props
 

@@ -140,6 +140,10 @@ def publish(version: str, file: Path, channel: str, chip: str | None, no_legacy:
         f"({rate:.1f} MB/s), manifest_version {result.manifest_version}"
     )
     out.print(f"manifest: {result.manifest_url}")
+    for model in result.models:
+        out.print(model.summary())
+    if not result.models:
+        out.print("no model card in the image: no model to check")
     if staged:
         out.print(f"staged: no device is offered {version} until `release rollout start {version} --channel {channel}`")
 
@@ -230,15 +234,19 @@ def events(device_id: str, limit: int, server: str, token: str, as_json: bool) -
 
 @cli.command()
 @click.option("--devices", type=click.IntRange(1, 64), default=12, show_default=True, help="Simulated devices to run.")
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Refused if in use. Default: 8000, or a free port (named) if 8000 is taken.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("otaml-demo"), show_default=True,
               help="Wiped and recreated (only if an earlier demo made it).")
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: at Ctrl-C).")
-def demo(devices: int, port: int, data_dir: Path, duration: float | None) -> None:
-    """Run a server, publish two builds and a fleet of simulated devices rolling out the second."""
-    from otaml.cli.demo import Demo
+@click.option("--duration", type=click.FloatRange(min=0), default=None, help="Stop after this many seconds (default: at Ctrl-C).")
+def demo(devices: int, port: int | None, data_dir: Path, duration: float | None) -> None:
+    """Run a server, publish two builds and a fleet of simulated devices rolling out the second.
 
-    d = Demo(data_dir=data_dir, port=port, devices=devices, say=lambda text: err.print(f"demo: {text}"))
+    It starts its own server and talks to nothing else: a port in use is refused."""
+    from otaml.cli.demo import Demo, pick_port
+
+    say = lambda text: err.print(f"demo: {text}")  # noqa: E731
+    d = Demo(data_dir=data_dir, port=pick_port(port, say), devices=devices, say=say)
     try:
         summary = d.run(duration)
     finally:
@@ -266,24 +274,37 @@ def model_validate(tflite: Path) -> None:
     )
 
 
+def _fatal(message: str) -> None:
+    # Plain stderr, never wrapped: a refusal is one line for people and for scripts alike.
+    sys.stderr.write(f"A fatal error occurred: {' '.join(message.split())}\n")
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="release", standalone_mode=False)
     except OtamlError as e:
-        # Plain stderr, never wrapped: a refusal is one line for people and for scripts alike.
-        sys.stderr.write(f"A fatal error occurred: {e}\n")
+        _fatal(str(e))
+    except click.exceptions.NoArgsIsHelpError as e:
+        click.echo(e.ctx.get_help() if e.ctx else "", err=True)
         sys.exit(2)
+    except click.UsageError as e:  # bad option values, missing arguments: one line, no usage block
+        command = e.ctx.command_path if e.ctx else "release"
+        _fatal(f"{e.format_message()} (see `{command} --help`)")
+    except click.ClickException as e:
+        _fatal(e.format_message())
     except click.exceptions.Abort:
         err.print("cancelled by user")
         sys.exit(130)
     except KeyboardInterrupt:
         err.print("cancelled by user")
         sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except Exception as e:  # a bug, not a refusal: still one line (OTAML_DEBUG=1 shows the traceback)
+        if os.environ.get("OTAML_DEBUG"):
+            raise
+        _fatal(f"unexpected {type(e).__name__}: {e} (OTAML_DEBUG=1 shows where)")
     sys.exit(0)
 
 

@@ -15,22 +15,26 @@ from typing import Any
 
 from otaml.core.errors import ImageError, ManifestError
 from otaml.image.app_image import load_app_image
+from otaml.image.embedded_model import EmbeddedModel, check_embedded_models
 from otaml.manifest import signing
-from otaml.manifest.format import build_manifest_bytes, is_valid_channel
+from otaml.core.types import CHANNEL, shown
+from otaml.manifest.format import build_manifest_bytes
 from otaml.manifest.versions import Version
 from otaml.cli.client import ReleaseClient
 from otaml.releases.urls import binary_url, manifest_path
 
 DEFAULT_EXPIRY = 30 * 86400
-_DURATION_RE = re.compile(r"^(\d+)([smhd]?)$")
+_DURATION_RE = re.compile(r"([0-9]{1,12})([smhd]?)")
+MAX_EXPIRY = 10 * 365 * 86400  # a manifest valid for longer is a freeze attack waiting to happen
 
 
 def parse_duration(text: str) -> int:
-    """'30d', '12h', '90m', '3600s' or '3600' to seconds."""
-    m = _DURATION_RE.match(text.strip())
-    if not m or int(m.group(1)) == 0:
-        raise ManifestError(f"expected a duration like 30d, 12h, 90m or 3600s, got {text!r}")
-    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    """'30d', '12h', '90m', '3600s' or '3600' to seconds, at most 10 years."""
+    m = _DURATION_RE.fullmatch(text.strip())
+    seconds = int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)] if m else 0
+    if not 0 < seconds <= MAX_EXPIRY:
+        raise ManifestError(f"expected a duration from 1s to 3650d, like 30d, 12h, 90m or 3600s, got {shown(text)}")
+    return seconds
 
 
 @dataclass
@@ -40,6 +44,7 @@ class PublishResult:
     manifest_version: int
     size: int
     seconds: float
+    models: list[EmbeddedModel]  # the model cards the image embeds, each matched by its model
 
 
 def publish(
@@ -60,13 +65,13 @@ def publish(
 
     Raises:
         VersionError: ``version`` is malformed.
-        ImageError: the file is not a genuine app image for the chip, or its app version or project
-            differs from what is published.
+        ImageError: the file is not a genuine app image for the chip, its app version or project
+            differs from what is published, or a model it embeds does not match its card.
         ManifestError: bad channel, file name or expiry.
         ServerError (or the server's own refusal: DowngradeError, ReleaseExistsError, ...).
     """
     v = Version.parse(version)
-    if not is_valid_channel(channel):
+    if not CHANNEL.ok(channel):
         raise ManifestError(f"expected a channel of lowercase letters, digits, . _ - (max 32), got {channel!r}")
     try:
         data = path.read_bytes()
@@ -87,6 +92,7 @@ def publish(
         raise ImageError(
             f"{path.name} is project {image.desc.project_name!r}; this server publishes project {info['project']!r}"
         )
+    models = check_embedded_models(image)  # the server checks again; refusing here uploads nothing
 
     sha = hashlib.sha256(data).hexdigest()
     manifest = build_manifest_bytes(
@@ -122,6 +128,7 @@ def publish(
         manifest_version=info["next_manifest_version"],
         size=len(data),
         seconds=time.monotonic() - started,
+        models=models,
     )
 
 

@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from otaml.manifest.format import DEFAULT_CHANNEL, SUPPORTED_CHIPS
 
 INSECURE_ADMIN_TOKEN = "changethis"
+# The largest app slot of firmware/partitions.csv (ota_0 and ota_1, 0x1E0000 each): an image that does
+# not fit a device's passive slot can never be installed, so publishing refuses it while it streams in.
+# tests/server/test_body_limits.py keeps this equal to the partition table.
+LARGEST_OTA_SLOT = 0x1E0000
 
 
 class Settings(BaseSettings):
@@ -30,7 +34,10 @@ class Settings(BaseSettings):
     poll_interval: int = Field(60, ge=5, le=86400)  # seconds, told to devices in X-Otaml-Poll-Interval
     checkin_flush_interval: float = Field(1.0, gt=0, le=60)  # seconds between batched check-in writes
     default_channel: str = DEFAULT_CHANNEL
-    max_upload_bytes: int = 16 * 1024 * 1024  # the largest ota slot on a 32 MB flash is below this
+    # Publish limit: the largest OTA slot of the fleet's partition table (raise it with the table).
+    max_upload_bytes: int = Field(LARGEST_OTA_SLOT, ge=64 * 1024, le=16 * 1024 * 1024)
+    upload_timeout: float = Field(600.0, gt=0, le=3600)  # seconds for a whole publish upload
+    body_idle_timeout: float = Field(30.0, gt=0, le=600)  # seconds a request body may pause
     # The online key that signs desired-configuration documents (never the release key); created on
     # first start if missing. Empty means DATA_DIR/config-key.pem.
     config_key_path: Path | None = None

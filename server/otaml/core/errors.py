@@ -64,6 +64,18 @@ class ReleaseExistsError(OtamlError):
     status = 409
 
 
+class ChannelChipError(OtamlError):
+    """A channel serves one chip, the one of its first release."""
+
+    status = 409
+
+
+class PinError(OtamlError):
+    """A pin the device could not follow: not a release of its channel, or older than what it runs."""
+
+    status = 409
+
+
 class ConflictError(OtamlError):
     """Someone else published first; the manifest_version is taken."""
 
@@ -86,3 +98,25 @@ class RolloutError(OtamlError):
     """A rollout cannot do what was asked in its current state (or the release is not staged)."""
 
     status = 409
+
+
+class FieldError(OtamlError):
+    """A header, cookie, query, path or body field does not have the shape its type requires."""
+
+    status = 422
+
+
+class BadRequestError(OtamlError):
+    """A request the server cannot read: malformed JSON, too deeply nested, not UTF-8."""
+
+
+class BodyTooLargeError(OtamlError):
+    """A request body beyond the route's limit (refused while it streams in)."""
+
+    status = 413
+
+
+class BodyTimeoutError(OtamlError):
+    """A request body that arrived too slowly (ended, so slow uploads cannot hold the server)."""
+
+    status = 408

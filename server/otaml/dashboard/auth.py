@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 COOKIE = "otaml_session"
 LIFETIME_S = 12 * 3600
+_SESSION = re.compile(r"([0-9]{1,12})\.([0-9a-f]{64})")  # expiry (epoch seconds, ASCII digits) . HMAC
 
 
 def _key(admin_token: str) -> bytes:
@@ -26,12 +28,12 @@ def new_session(admin_token: str, now: float | None = None) -> str:
 
 
 def valid_session(admin_token: str, cookie: str | None, now: float | None = None) -> bool:
-    if not cookie or "." not in cookie:
+    """Whether the cookie is a session this server signed and that has not expired. Anything else,
+    however long or odd, is simply not a session."""
+    m = _SESSION.fullmatch(cookie or "")
+    if m is None or int(m.group(1)) < (now or time.time()):
         return False
-    expires, mac = cookie.split(".", 1)
-    if not expires.isdigit() or int(expires) < (now or time.time()):
-        return False
-    return hmac.compare_digest(mac, _mac(admin_token, "session", expires))
+    return hmac.compare_digest(m.group(2), _mac(admin_token, "session", m.group(1)))
 
 
 def csrf_token(admin_token: str, cookie: str) -> str:

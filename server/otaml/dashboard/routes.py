@@ -16,7 +16,9 @@ from sqlmodel import Session, select
 from otaml import __version__
 from otaml.api.deps import ContextDep
 from otaml.core.errors import OtamlError
+from otaml.core.types import DEVICE_ID, Channel, DeviceIdPrefix, ReportedVersion, RowId, Tag
 from otaml.dashboard import auth, views
+from otaml.fleet.protocol import EventKind
 from otaml.fleet.search import DeviceFilter
 from otaml.fleet.tokens import tokens_equal
 from otaml.fleet.twins import Drift
@@ -115,7 +117,7 @@ def overview_fragment(request: Request, ctx: ContextDep) -> Response:
 
 @router.post("/rollouts/{rollout_id}/{action}")
 def rollout_action(
-    request: Request, ctx: ContextDep, rollout_id: int, action: Literal["pause", "resume", "abort"],
+    request: Request, ctx: ContextDep, rollout_id: RowId, action: Literal["pause", "resume", "abort"],
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     cookie = request.cookies.get(auth.COOKIE)
@@ -165,17 +167,26 @@ def _devices(request: Request, ctx, name: str, f: DeviceFilter, page: int, seen:
 
 
 
+# The filter form's fields, typed like the API's (an empty field is "any").
+Q = DeviceIdPrefix | Literal[""]
+VersionQ = ReportedVersion | Literal[""]
+ChannelQ = Channel | Literal[""]
+TagQ = Tag | Literal[""]
+StateQ = EventKind | Literal[""]
+SeenQ = Literal["", "online", "1h", "stale"]
+DriftQ = Literal["", "any", "firmware", "config"]
+Page = Annotated[int, Query(ge=1, le=1_000_000)]
+
+
 @router.get("/devices")
-def devices_page(request: Request, ctx: ContextDep, q: str = "", version: str = "", channel: str = "", tag: str = "",
-                 state: str = "", seen: str = "", drift: Literal["", "any", "firmware", "config"] = "",
-                 page: int = Query(1, ge=1)) -> Response:
+def devices_page(request: Request, ctx: ContextDep, q: Q = "", version: VersionQ = "", channel: ChannelQ = "", tag: TagQ = "",
+                 state: StateQ = "", seen: SeenQ = "", drift: DriftQ = "", page: Page = 1) -> Response:
     return _devices(request, ctx, "devices.html", _filter(q, version, channel, tag, state, seen, drift), page, seen)
 
 
 @router.get("/fragments/devices")
-def devices_fragment(request: Request, ctx: ContextDep, q: str = "", version: str = "", channel: str = "", tag: str = "",
-                     state: str = "", seen: str = "", drift: Literal["", "any", "firmware", "config"] = "",
-                     page: int = Query(1, ge=1)) -> Response:
+def devices_fragment(request: Request, ctx: ContextDep, q: Q = "", version: VersionQ = "", channel: ChannelQ = "", tag: TagQ = "",
+                     state: StateQ = "", seen: SeenQ = "", drift: DriftQ = "", page: Page = 1) -> Response:
     return _devices(request, ctx, "_devices.html", _filter(q, version, channel, tag, state, seen, drift), page, seen)
 
 
@@ -185,7 +196,8 @@ def _device(request: Request, ctx, device_id: str, name: str) -> Response:  # ty
         return _to_login(request)
     ctx.checkins.flush(ctx.engine)
     with Session(ctx.engine) as session:
-        device = session.exec(select(Device).where(Device.device_id == device_id)).first()
+        # An id that cannot exist is not looked up (PostgreSQL refuses NUL in a query parameter).
+        device = session.exec(select(Device).where(Device.device_id == device_id)).first() if DEVICE_ID.ok(device_id) else None
         if device is None:
             response = _render(request, "missing.html", viewer=viewer, what=f"device {device_id}")
             response.status_code = 404

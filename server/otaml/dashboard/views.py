@@ -3,7 +3,6 @@ same at 100k devices as at 100 (tables are paginated; charts are GROUP BY)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +10,7 @@ from sqlalchemy import desc
 from sqlmodel import Session, func, select
 
 from otaml.dashboard.charts import Bar, bar_chart
+from otaml.fleet import stored
 from otaml.fleet.search import DeviceFilter, search
 from otaml.fleet.twins import Drift, device_state, drift_condition
 from otaml.models import ACTIVE_ROLLOUT_STATES, Device, DeviceEvent, DeviceState, Manifest, Release, Rollout, RolloutPublic
@@ -122,6 +122,6 @@ def device_detail(session: Session, policy: FleetPolicy, device: Device) -> Devi
     events = session.exec(
         select(DeviceEvent).where(DeviceEvent.device_id == device.device_id).order_by(DeviceEvent.id.desc()).limit(50)  # type: ignore[union-attr]
     ).all()
-    counters = json.loads(device.ml_counters) if device.ml_counters else {}
+    counters = stored.counts(device.ml_counters, "ml_counters") or {}
     chart = bar_chart([Bar(k, v) for k, v in counters.items()], title="Predictions per class since boot")
-    return DeviceDetail(device, json.loads(device.tags), device_state(policy, device), list(events), chart, counters)
+    return DeviceDetail(device, stored.tags(device.tags), device_state(policy, device), list(events), chart, counters)

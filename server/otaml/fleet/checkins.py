@@ -4,18 +4,30 @@ A poll only replaces the device's entry in a dict (the newest report wins; nothi
 for "reported state"). A background task flushes every ``checkin_flush_interval`` seconds, readers of
 device state flush first, and shutdown flushes last, so no check-in that was answered is lost to a
 clean stop.
+
+One device cannot stop another's check-ins: a batch the database refuses is written again row by
+row, and a row it still refuses is dropped (one log line, counted in ``dropped``, shown by /api/info).
+Only a database that cannot be reached at all puts the batch back for the next flush. Every value is
+validated when the poll is answered (releases/polling.py), so a drop means a gap in that validation.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import bindparam, or_, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from otaml.models import Device
+
+log = logging.getLogger(__name__)
+# The database is unreachable, locked or out of connections: nothing is wrong with the rows.
+TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 
 @dataclass(frozen=True)
 class Checkin:
@@ -39,37 +51,69 @@ class CheckinBuffer:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._pending: dict[str, Checkin] = {}
+        self.dropped = 0  # check-ins the database refused even alone
 
     def record(self, checkin: Checkin) -> None:
         with self._lock:
             self._pending[checkin.device_id] = checkin
 
     def flush(self, engine: Engine) -> int:
-        """Write pending check-ins in one transaction. On failure they are put back (unless a newer
-        report for the same device arrived meanwhile) and the error is raised."""
+        """Write pending check-ins; returns how many were stored. A refused batch is retried row by row
+        and refused rows are dropped. If the database cannot be reached, what is not written yet is put
+        back (unless a newer report for the same device arrived meanwhile) and the error is raised."""
         with self._flush_lock:
             with self._lock:
                 batch, self._pending = self._pending, {}
             if not batch:
                 return 0
-            rows = [{**asdict(c), "b_device_id": c.device_id} for c in batch.values()]
-            # Several server processes flush into one database: a report older than the stored one (it
-            # reached another process later) must not overwrite it.
-            stmt = (
-                update(Device)
-                .where(Device.device_id == bindparam("b_device_id"))  # type: ignore[arg-type]
-                .where(or_(Device.last_seen.is_(None), Device.last_seen <= bindparam("last_seen")))  # type: ignore[union-attr]
-                .values(**{name: bindparam(name) for name in _REPORTED})
-            )
+            items = list(batch.values())
             try:
-                with engine.begin() as conn:
-                    conn.execute(stmt.execution_options(synchronize_session=False), rows)
-            except Exception:
-                with self._lock:
-                    for device_id, c in batch.items():
-                        self._pending.setdefault(device_id, c)
+                _write(engine, items)
+                return len(items)
+            except TRANSIENT:
+                self._put_back(items)
                 raise
-            return len(batch)
+            except Exception as e:  # some row does not fit its column: find it, keep the others
+                log.warning("a batch of %d check-ins was refused (%s); writing them one by one", len(items), _short(e))
+            written = 0
+            for i, checkin in enumerate(items):
+                try:
+                    _write(engine, [checkin])
+                    written += 1
+                except TRANSIENT:
+                    self._put_back(items[i:])
+                    raise
+                except Exception as e:
+                    self.dropped += 1
+                    log.error("dropped the check-in of device %.64r: %s", checkin.device_id, _short(e))
+            return written
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def _put_back(self, items: list[Checkin]) -> None:
+        with self._lock:
+            for c in items:
+                self._pending.setdefault(c.device_id, c)
+
+
+def _short(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+
+
+def _write(engine: Engine, items: list[Checkin]) -> None:
+    rows = [{**asdict(c), "b_device_id": c.device_id} for c in items]
+    # Several server processes flush into one database: a report older than the stored one (it
+    # reached another process later) must not overwrite it.
+    stmt = (
+        update(Device)
+        .where(Device.device_id == bindparam("b_device_id"))  # type: ignore[arg-type]
+        .where(or_(Device.last_seen.is_(None), Device.last_seen <= bindparam("last_seen")))  # type: ignore[union-attr]
+        .values(**{name: bindparam(name) for name in _REPORTED})
+    )
+    with engine.begin() as conn:
+        conn.execute(stmt.execution_options(synchronize_session=False), rows)
 
 
 # Every Checkin field but the key is a Device column of the same name.

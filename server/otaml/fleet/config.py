@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from otaml.core.errors import ManifestError, OtamlError
+from otaml.core.types import parse_uint
 from otaml.manifest import rules, signing, strictjson
 
 
@@ -88,9 +89,10 @@ def parse_reported(value: str) -> dict[str, int]:
     out = {}
     for pair in value.split(","):
         name, _, number = pair.partition("=")
-        if name not in PROPERTIES or not number.isdigit() or len(number) > 10:
+        value = parse_uint(number, 10**10 - 1)  # ASCII digits only; ranges are the firmware's business here
+        if name not in PROPERTIES or value is None:
             raise ValueError(pair[:40])
-        out[name] = int(number)
+        out[name] = value
     return dict(sorted(out.items()))
 
 

@@ -46,7 +46,7 @@ class EventKind(StrEnum):
     INSTALLED = "installed"  # boot slot switched, rebooting
     BOOTED = "booted"  # first boot of the new image, pending verification
     CONFIRMED = "confirmed"  # self-test passed, marked valid
-    ROLLED_BACK = "rolled_back"  # self-test failed or reset while pending; previous slot runs
+    ROLLED_BACK = "rolled_back"  # self-test failed, reset while pending, or server unreachable; previous slot runs
     REJECTED = "rejected"  # refused a manifest or image; nothing was switched
 
 
@@ -71,3 +71,6 @@ class Reason(StrEnum):
     FLASH_ERROR = "flash_error"
     SELF_TEST_FAILED = "self_test_failed"
     RESET_WHILE_PENDING = "reset_while_pending"  # bootloader rolled back after a reset before confirm
+    # A new image heard no answer from the server within its confirmation window: rolled back, but the
+    # device may take that version again a bounded number of times (manifests/README.md, "Rollback").
+    SERVER_UNREACHABLE = "server_unreachable"

@@ -1,5 +1,5 @@
 """Device tags are a JSON list in one column; a tag filter is a LIKE on the quoted tag. Tags are
-validated (models.TAG_RE) and the LIKE escapes `_`, so a filter never matches by wildcard."""
+validated (core.types.TAG) and the LIKE escapes `_`, so a filter never matches by wildcard."""
 
 from __future__ import annotations
 

@@ -8,12 +8,12 @@ devices in one query); a test compares the two.
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 
 from sqlalchemy import and_, case, false, or_
 from sqlmodel import Session, select
 
+from otaml.fleet import stored
 from otaml.models import Device, DeviceState, RolloutState
 from otaml.rollouts.policy import FleetPolicy
 from otaml.rollouts.progress import narrowed_by, rolled_back_devices
@@ -33,7 +33,7 @@ def device_state(policy: FleetPolicy, device: Device) -> DeviceState:
         desired, because = choice.version, choice.because
     desired_config = policy.desired_config(device.channel, device.device_id)
     revision = policy.revision[1]
-    reported = json.loads(device.reported_config) if device.reported_config else None
+    reported = stored.counts(device.reported_config, "reported_config")
     return DeviceState(
         device_id=device.device_id,
         desired_version=desired,

@@ -34,11 +34,18 @@ class AppDescription:
 
 
 @dataclass(frozen=True)
+class Segment:
+    address: int  # load address (flash-mapped data: the DROM range)
+    data: bytes
+
+
+@dataclass(frozen=True)
 class AppImage:
     chip: str
     size: int
     digest: str  # the appended SHA-256 (hex), as the bootloader checks it
     desc: AppDescription
+    segments: tuple[Segment, ...] = ()
 
 
 def _cstr(b: bytes) -> str:
@@ -113,4 +120,5 @@ def load_app_image(data: bytes, chip: str) -> AppImage:
     if not image.segments:
         raise ImageError("expected at least one segment, the image has none")
     desc = parse_app_desc(image.segments[0].data)
-    return AppImage(chip=chip, size=len(data), digest=image.stored_digest.hex(), desc=desc)
+    segments = tuple(Segment(s.addr, bytes(s.data)) for s in image.segments)
+    return AppImage(chip=chip, size=len(data), digest=image.stored_digest.hex(), desc=desc, segments=segments)

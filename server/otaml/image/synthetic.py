@@ -58,10 +58,35 @@ def build_app_image(
     return img.save(None)
 
 
-def model_payload(tflite: bytes, card_json: bytes) -> bytes:
-    """The model and its card as the simulator finds them inside an image (firmware/sim/otaml_sim.c):
-    a marker, a little-endian u32 length, the bytes. On the device they are linked in the same way
-    (EMBED_FILES), so a build with a corrupted model is a genuine, signed image that fails its
-    golden self-test."""
-    return (b"OTAML-MODEL:" + struct.pack("<I", len(tflite)) + tflite
-            + b"OTAML-CARD:" + struct.pack("<I", len(card_json)) + card_json)
+SIM_SYMBOLS = b"OTAML-SIM-SYMBOLS:"
+
+
+def embedded_file(data: bytes, *, text: bool) -> bytes:
+    """One file as ESP-IDF's EMBED_FILES / EMBED_TXTFILES rule lays it out in .rodata.embedded
+    (tools/cmake/scripts/data_file_embed_asm.cmake): the bytes (``_binary_<name>_start`` up to
+    ``_binary_<name>_end``), a NUL for a text file, then ``<name>_length`` as a 32-bit little-endian
+    word (the length without the NUL)."""
+    return data + (b"\0" if text else b"") + struct.pack("<I", len(data))
+
+
+def model_payload(tflite: bytes, card_json: bytes, name: str = "amp_health") -> bytes:
+    """The model and its card as a firmware build links them (firmware/main/CMakeLists.txt:
+    EMBED_FILES ``<name>.tflite``, EMBED_TXTFILES ``<name>.card.json``), laid out the way ESP-IDF does,
+    so `release publish` finds them in the image as in a real build.
+
+    After them comes what the linker would give the firmware and a raw image does not carry: a symbol
+    table for the simulator (``OTAML-SIM-SYMBOLS:``, a u32 count, then per symbol a NUL-padded 32-byte
+    name, the u32 distance from the table back to the data and the u32 length), through which otaml-sim
+    resolves ``_binary_<name>_tflite_start``/``_end`` like the device. The lengths are those of the bytes
+    given, whatever the card says, so a build whose model and card disagree is a genuine, signed image
+    whose self-test catches it."""
+    blobs = [(f"{name}_tflite", embedded_file(tflite, text=False), len(tflite)),
+             (f"{name}_card_json", embedded_file(card_json, text=True), len(card_json))]
+    payload, starts = b"", []
+    for _, blob, _ in blobs:
+        starts.append(len(payload))
+        payload += blob
+    table = SIM_SYMBOLS + struct.pack("<I", len(blobs))
+    for (symbol, _, length), start in zip(blobs, starts):
+        table += symbol.encode().ljust(32, b"\0") + struct.pack("<II", len(payload) - start, length)
+    return payload + table

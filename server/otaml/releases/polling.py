@@ -17,17 +17,18 @@ from datetime import UTC, datetime
 from starlette.concurrency import run_in_threadpool
 
 from otaml.core.errors import AuthError, NotFoundError, OtamlError
+from otaml.core.types import CHANNEL, DEVICE_ID, INT32_MAX, INT64_MAX, parse_uint, shown
 from otaml.fleet import config
 from otaml.fleet import protocol as p
 from otaml.fleet.checkins import Checkin
 from otaml.core.http import etag_matches
 from otaml.fleet.tokens import bearer_token
-from otaml.manifest.format import is_valid_channel
 from otaml.releases.serving import ServedManifest
 from otaml.rollouts.policy import FleetPolicy
 
-_COUNTER_RE = re.compile(r"^[a-z0-9_]{1,15}=[0-9]{1,10}$")
-_CHANNEL_PATH = re.compile(r"^/channels/([^/]{1,64})/firmware\.json$")
+_COUNTER_RE = re.compile(r"[a-z0-9_]{1,15}=[0-9]{1,10}")
+_CHANNEL_PATH = re.compile(r"/channels/([^/]*)/firmware\.json")
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 
 class BadCheckinError(OtamlError):
@@ -46,23 +47,25 @@ def poll_channel(path: str, default_channel: str) -> str | None:
     """The channel a poll path asks for, or None if the path is not a poll."""
     if path == "/firmware.json":
         return default_channel
-    m = _CHANNEL_PATH.match(path)
+    m = _CHANNEL_PATH.fullmatch(path)
     return m.group(1) if m else None
 
 
-def _int_header(name: str, value: str | None) -> int | None:
+# Each integer header is limited to the column it lands in (as declared on PostgreSQL).
+def _int_header(name: str, value: str | None, high: int) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 19:
-        raise BadCheckinError(f"{name}: expected a non-negative integer, got {value[:40]!r}")
-    return int(value)
+    number = parse_uint(value, high)
+    if number is None:
+        raise BadCheckinError(f"{name}: expected an integer from 0 to {high} in ASCII digits, got {shown(value)}")
+    return number
 
 
 def _text_header(name: str, value: str | None, limit: int) -> str | None:
     if value is None:
         return None
-    if len(value) > limit or not value.isprintable():
-        raise BadCheckinError(f"{name}: expected printable text of at most {limit} characters, got {value[:40]!r}")
+    if not 0 < len(value) <= limit or not _PRINTABLE_ASCII.fullmatch(value):
+        raise BadCheckinError(f"{name}: expected 1 to {limit} printable ASCII characters, got {shown(value)}")
     return value
 
 
@@ -71,8 +74,8 @@ def _counters_header(value: str | None) -> str | None:
     if value is None:
         return None
     pairs = value.split(",")
-    if len(pairs) > 8 or not all(_COUNTER_RE.match(pair) for pair in pairs):
-        raise BadCheckinError(f"{p.H_ML_COUNTERS}: expected up to 8 label=count pairs, got {value[:60]!r}")
+    if len(pairs) > 8 or not all(_COUNTER_RE.fullmatch(pair) for pair in pairs):
+        raise BadCheckinError(f"{p.H_ML_COUNTERS}: expected up to 8 label=count pairs, got {shown(value, 60)}")
     return json.dumps({k: int(v) for k, v in (pair.split("=") for pair in pairs)})
 
 
@@ -83,15 +86,16 @@ def _config_header(value: str | None) -> str | None:
         return json.dumps(config.parse_reported(value)) if value else "{}"
     except ValueError:
         raise BadCheckinError(
-            f"{p.H_CONFIG_APPLIED}: expected name=value pairs of {', '.join(config.PROPERTIES)}, got {value[:60]!r}"
+            f"{p.H_CONFIG_APPLIED}: expected name=value pairs of {', '.join(config.PROPERTIES)}, got {shown(value, 60)}"
         ) from None
 
 
 def checkin_from_headers(h: Mapping[str, str], device_id: str, channel: str) -> Checkin:
-    """Reported state from lower-cased request headers. Raises BadCheckinError naming the header."""
+    """Reported state from lower-cased request headers, each checked against the column it lands in.
+    Raises BadCheckinError naming the header. ``device_id`` and ``channel`` are already valid."""
     state = h.get("x-otaml-ota-state")
     if state is not None and state not in p.OtaState._value2member_map_:
-        raise BadCheckinError(f"{p.H_OTA_STATE}: expected one of {', '.join(p.OtaState)}, got {state[:40]!r}")
+        raise BadCheckinError(f"{p.H_OTA_STATE}: expected one of {', '.join(p.OtaState)}, got {shown(state)}")
     return Checkin(
         device_id=device_id,
         last_seen=datetime.now(UTC),
@@ -99,12 +103,12 @@ def checkin_from_headers(h: Mapping[str, str], device_id: str, channel: str) -> 
         version=_text_header(p.H_VERSION, h.get("x-otaml-version"), 32),
         partition=_text_header(p.H_PARTITION, h.get("x-otaml-partition"), 16),
         ota_state=state,
-        manifest_version=_int_header(p.H_MANIFEST_VERSION, h.get("x-otaml-manifest-version")),
-        secure_version=_int_header(p.H_SECURE_VERSION, h.get("x-otaml-secure-version")),
+        manifest_version=_int_header(p.H_MANIFEST_VERSION, h.get("x-otaml-manifest-version"), INT64_MAX),
+        secure_version=_int_header(p.H_SECURE_VERSION, h.get("x-otaml-secure-version"), INT32_MAX),
         ml_model=_text_header(p.H_MODEL, h.get("x-otaml-model"), 48),
         ml_counters=_counters_header(h.get("x-otaml-ml-counters")),
-        ml_latency_us=_int_header(p.H_ML_LATENCY_US, h.get("x-otaml-ml-latency-us")),
-        config_revision=_int_header(p.H_CONFIG_REVISION, h.get("x-otaml-config-revision")),
+        ml_latency_us=_int_header(p.H_ML_LATENCY_US, h.get("x-otaml-ml-latency-us"), INT32_MAX),
+        config_revision=_int_header(p.H_CONFIG_REVISION, h.get("x-otaml-config-revision"), INT64_MAX),
         reported_config=_config_header(h.get("x-otaml-config-applied")),
     )
 
@@ -112,8 +116,8 @@ def checkin_from_headers(h: Mapping[str, str], device_id: str, channel: str) -> 
 async def current_manifest(ctx, channel: str) -> ServedManifest:  # type: ignore[no-untyped-def]
     """The channel's baseline manifest from the fleet policy (refilled off the event loop).
     Raises NotFoundError for an invalid channel name or an empty channel."""
-    if not is_valid_channel(channel):
-        raise NotFoundError(f"no channel {channel[:40]!r}")
+    if not CHANNEL.ok(channel):
+        raise NotFoundError(f"no channel {shown(channel)}")
     _, served = (await fleet_policy(ctx)).baselines.get(channel, (None, None))
     if served is None:
         raise NotFoundError(f"no release published on channel {channel!r}")
@@ -132,7 +136,8 @@ async def fleet_policy(ctx) -> FleetPolicy:  # type: ignore[no-untyped-def]
 def _config_headers(ctx, policy: FleetPolicy, channel: str, device_id: str, reported: str | None) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """The signed desired-config document, only for a device that says it applied an older one."""
     revision = policy.revision[1]
-    if reported is None or revision == 0 or not reported.isdigit() or int(reported) >= revision:
+    applied = parse_uint(reported, INT64_MAX) if reported is not None else None
+    if applied is None or revision == 0 or applied >= revision:
         return {}
     doc, sig = ctx.config_docs.get(device_id, revision, lambda: policy.desired_config(channel, device_id))
     return {p.H_CONFIG: doc, p.H_CONFIG_SIGNATURE: sig}
@@ -152,14 +157,18 @@ async def answer_poll(ctx, channel: str, h: Mapping[str, str]) -> PollAnswer:  #
                     f"not accept legacy clients (OTAML_ALLOW_LEGACY_CLIENTS)"
                 )
         else:
+            # Everything that will be recorded is checked first: the channel of the path, the id, then
+            # (after the token) every header, so a check-in is stored whole or not at all.
+            if not CHANNEL.ok(channel):
+                raise NotFoundError(f"no channel {shown(channel)}")
+            if not DEVICE_ID.ok(device_id):
+                raise BadCheckinError(f"{p.H_DEVICE_ID}: expected {DEVICE_ID.expected}, got {shown(device_id)}")
             if not await ctx.tokens.verify(device_id, bearer_token(h.get("authorization"))):
-                raise AuthError(f"unknown device {device_id[:64]!r} or wrong device token")
+                raise AuthError(f"unknown device {device_id!r} or wrong device token")
             ctx.checkins.record(checkin_from_headers(h, device_id, channel))
         if device_id is None:
             served = await current_manifest(ctx, channel)
         else:
-            if not is_valid_channel(channel):
-                raise NotFoundError(f"no channel {channel[:40]!r}")
             policy = await fleet_policy(ctx)
             choice = policy.choose(channel, device_id, h.get("x-otaml-version"))
             extra = _config_headers(ctx, policy, channel, device_id, h.get("x-otaml-config-revision"))

@@ -8,14 +8,15 @@ update are ordered so that a failure at any point leaves no row and no file behi
 from __future__ import annotations
 
 import logging
-import re
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, select
 
 from otaml.core.config import Settings
+from otaml.core.types import FILENAME, INT32_MAX
 from otaml.core.errors import (
+    ChannelChipError,
     ConflictError,
     DowngradeError,
     ImageError,
@@ -26,6 +27,7 @@ from otaml.core.errors import (
 )
 from otaml.fleet.revision import bump_policy
 from otaml.image.app_image import load_app_image
+from otaml.image.embedded_model import check_embedded_models
 from otaml.manifest import signing
 from otaml.manifest.format import Manifest as ManifestDoc
 from otaml.manifest.format import read_key_id_untrusted, read_manifest
@@ -36,11 +38,24 @@ from otaml.storage.blobs import BlobStore, StagedBlob
 from otaml.storage.static_mirror import StaticMirror
 
 log = logging.getLogger(__name__)
-FILENAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def _ts(epoch: int) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
+    try:
+        return datetime.fromtimestamp(epoch, UTC)
+    except (OverflowError, OSError, ValueError):  # beyond what a timestamp column holds
+        raise ManifestError(f"expected a time before the year 10000, got {epoch} seconds since 1970") from None
+
+
+def check_channel_chip(session: Session, channel: str, chip: str) -> None:
+    """A channel has one chip, taken from its first release: a build for another chip would replace
+    the baseline of devices that cannot run it."""
+    first = session.exec(select(Release).where(Release.channel == channel).order_by(Release.id).limit(1)).first()  # type: ignore[arg-type]
+    if first is not None and first.chip != chip:
+        raise ChannelChipError(
+            f"channel {channel!r} serves {first.chip} (its first release {first.version} is for {first.chip}), "
+            f"got a build for {chip}; publish {chip} builds to a channel of their own, e.g. --channel {channel}-{chip}"
+        )
 
 
 def current_manifest(session: Session, channel: str) -> Manifest | None:
@@ -133,8 +148,8 @@ def publish(
         UnknownKeyError: the manifest's key is not registered.
         SignatureError: the signature does not verify over the manifest bytes.
         ManifestError: the manifest is malformed or disagrees with the binary, channel or server.
-        ImageError: the binary is not a genuine app image for the manifest's chip, or its app
-            description disagrees (version, project).
+        ImageError: the binary is not a genuine app image for the manifest's chip, its app
+            description disagrees (version, project), or a model it embeds does not match its card.
         ReleaseExistsError: this version is already published (on this channel, or elsewhere with
             other bytes).
         DowngradeError / LegacyOrderError: the version does not sort above the channel's current one,
@@ -142,12 +157,15 @@ def publish(
         ConflictError: the manifest_version was taken by a concurrent publish.
     """
     try:
-        if not FILENAME_RE.fullmatch(filename):
+        if not FILENAME.ok(filename):
             raise ManifestError(f"expected a plain file name (letters, digits, . _ -), got {filename!r}")
         probe = read_key_id_untrusted(manifest_bytes)
         key = _trusted_key(session, public_pem, probe)
         doc = read_manifest(manifest_bytes, signature, key)
         _check_manifest_against_server(session, settings, doc, channel)
+        check_channel_chip(session, channel, doc.chip)
+        if doc.secure_version > INT32_MAX:  # release.secure_version is a 32-bit signed column
+            raise ManifestError(f"expected a secure_version of at most {INT32_MAX}, got {doc.secure_version}")
 
         if staged.sha256 != doc.sha256 or staged.size != doc.size:
             raise ManifestError(
@@ -166,6 +184,7 @@ def publish(
             raise ManifestError(
                 f"manifest says secure_version {doc.secure_version}, the image says {image.desc.secure_version}"
             )
+        check_embedded_models(image)
 
         version = doc.parsed_version
         same = session.exec(select(Release).where(Release.version == version.text)).all()

@@ -10,7 +10,6 @@ within the TTL after any change.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from otaml.fleet import config as cfg
-from otaml.fleet import revision
+from otaml.fleet import revision, stored
 from otaml.models import ConfigLayer, ConfigScope, Device, Manifest, Release, Rollout, RolloutState
 from otaml.models import ACTIVE_ROLLOUT_STATES
 from otaml.releases.serving import ServedManifest, served
@@ -128,7 +127,7 @@ def load(session: Session) -> FleetPolicy:
         if pin:
             policy.pins[device_id] = pin
         if tags != "[]":
-            policy.tags[device_id] = frozenset(json.loads(tags))
+            policy.tags[device_id] = frozenset(stored.tags(tags))  # never fails on a stored value
     policy.holds = frozenset(
         session.exec(select(Device.device_id).where(Device.hold == True)).all()  # noqa: E712
     )

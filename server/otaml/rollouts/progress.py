@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import case, func, literal, or_
 from sqlmodel import Session, select
 
-from otaml.fleet.protocol import EventKind
+from otaml.fleet.protocol import EventKind, Reason
 from otaml.fleet.tags import has_tag
 from otaml.models import Device, DeviceEvent, RingProgress, Rollout, RolloutState
 from otaml.rollouts import rings as r
@@ -23,7 +23,7 @@ TOOK = {EventKind.DOWNLOAD_STARTED, EventKind.VERIFIED, EventKind.INSTALLED, Eve
 # A rollback because the device could not reach the server within its confirmation window says nothing
 # certain about the build: the device takes the release again (a bounded number of times, then it
 # refuses it as version_failed_before, which is a failure). manifests/README.md, "The rollback gate".
-RETRYABLE = {"server_unreachable"}
+RETRYABLE = {Reason.SERVER_UNREACHABLE}
 
 
 def rolled_back_devices(version: str):  # type: ignore[no-untyped-def]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
@@ -11,16 +10,24 @@ from fastapi.responses import FileResponse
 from otaml.api.deps import ContextDep
 from otaml.core.errors import NotFoundError
 from otaml.core.http import etag_matches
+from otaml.core.types import FILENAME, SHA256
 
 router = APIRouter(prefix="/binaries", tags=["binaries"])
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-@router.api_route("/{sha256}/{filename}", methods=["GET", "HEAD"], summary="Download a published binary")
+_BINARY = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the binary (HEAD: its headers)"},
+    206: {"content": {"application/octet-stream": {}}, "description": "one byte range of it"},
+    304: {"description": "unchanged (If-None-Match)"},
+    416: {"description": "the range is outside the binary"},
+}
+
+
+@router.get("/{sha256}/{filename}", summary="Download a published binary", responses=_BINARY)
 def get_binary(
     sha256: str, filename: str, ctx: ContextDep, if_none_match: Annotated[str | None, Header()] = None
 ) -> Response:
-    if not _SHA_RE.match(sha256) or not ctx.store.exists(sha256):
+    if not SHA256.ok(sha256) or not FILENAME.ok(filename) or not ctx.store.exists(sha256):
         raise NotFoundError("Binary not found")
     # The bytes never change for a sha256, so the digest is a strong validator (also for If-Range).
     etag = f'"{sha256}"'
@@ -30,3 +37,10 @@ def get_binary(
     return FileResponse(
         ctx.store.path_for(sha256), media_type="application/octet-stream", filename=filename, headers=headers
     )
+
+
+@router.head("/{sha256}/{filename}", summary="A published binary's headers", responses=_BINARY)
+def head_binary(
+    sha256: str, filename: str, ctx: ContextDep, if_none_match: Annotated[str | None, Header()] = None
+) -> Response:
+    return get_binary(sha256, filename, ctx, if_none_match)

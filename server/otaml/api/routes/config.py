@@ -5,13 +5,27 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from otaml.api.deps import AdminDep, ContextDep, SessionDep
-from otaml.core.errors import NotFoundError
+from otaml.core.errors import FieldError, NotFoundError
+from otaml.core.types import CHANNEL, DEVICE_ID, TAG, shown
 from otaml.fleet import config
 from otaml.fleet.revision import bump_config
-from otaml.models import ConfigLayer, ConfigLayerPublic, ConfigScope
+from otaml.models import ConfigLayer, ConfigLayerPublic, ConfigScope, Device
+
+_NAMES = {ConfigScope.CHANNEL: CHANNEL, ConfigScope.TAG: TAG, ConfigScope.DEVICE: DEVICE_ID}
+
+
+def _checked_name(session: Session, scope: ConfigScope, name: str) -> str:
+    """A layer's name is a channel, a tag or a device id, by its scope; a device must be enrolled
+    (a layer for a device that does not exist would configure nothing, silently)."""
+    rule = _NAMES[scope]
+    if not rule.ok(name):
+        raise FieldError(f"invalid path name: expected {rule.expected} for a {scope} layer, got {shown(name)}")
+    if scope == ConfigScope.DEVICE and session.exec(select(Device.id).where(Device.device_id == name)).first() is None:
+        raise NotFoundError(f"no device {name!r}: enroll it first (`release enroll {name}`)")
+    return name
 
 router = APIRouter(prefix="/api/config", tags=["config"])
 
@@ -29,6 +43,7 @@ def list_layers(session: SessionDep, _: AdminDep) -> dict[str, object]:
 def set_layer(
     scope: ConfigScope, name: str, properties: dict[str, int], session: SessionDep, ctx: ContextDep, _: AdminDep
 ) -> ConfigLayerPublic:
+    name = _checked_name(session, scope, name)
     props = config.validate(properties)
     layer = session.exec(select(ConfigLayer).where(ConfigLayer.scope == scope, ConfigLayer.name == name)).first()
     if layer is None:
@@ -45,6 +60,8 @@ def set_layer(
 
 @router.delete("/{scope}/{name}", status_code=204, summary="Remove a layer")
 def delete_layer(scope: ConfigScope, name: str, session: SessionDep, ctx: ContextDep, _: AdminDep) -> None:
+    if not _NAMES[scope].ok(name):
+        raise NotFoundError(f"no {scope} config layer {shown(name)}")
     layer = session.exec(select(ConfigLayer).where(ConfigLayer.scope == scope, ConfigLayer.name == name)).first()
     if layer is None:
         raise NotFoundError(f"no {scope} config layer {name!r}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
@@ -11,12 +9,14 @@ from sqlmodel import Session, select
 
 from otaml.api.deps import AdminDep, ContextDep, DeviceDep, SessionDep
 from otaml.core.errors import ConflictError, NotFoundError
+from otaml.core.types import INT32_MAX, Channel, DeviceId, DeviceIdPrefix, ReportedVersion, Seconds, Tag
+from otaml.fleet import stored
+from otaml.fleet.pins import check_pin
 from otaml.fleet.protocol import EventKind
 from otaml.fleet.revision import bump_config, bump_policy
 from otaml.fleet.search import DeviceFilter, search
 from otaml.fleet.tokens import hash_token, new_token
 from otaml.fleet.twins import Drift, device_state
-from otaml.manifest.versions import Version
 from otaml.releases.polling import fleet_policy
 from otaml.rollouts import rings
 from otaml.models import (
@@ -55,15 +55,15 @@ def enroll_device(device_in: DeviceCreate, session: SessionDep, ctx: ContextDep,
 async def list_devices(
     ctx: ContextDep,
     _: AdminDep,
-    q: str | None = Query(None, description="device id prefix"),
-    version: str | None = None,
-    channel: str | None = None,
-    tag: str | None = None,
-    state: str | None = Query(None, description="latest update event, e.g. rolled_back"),
-    seen_within: int | None = Query(None, ge=0, description="seconds"),
-    not_seen_within: int | None = Query(None, ge=0, description="seconds"),
+    q: DeviceIdPrefix | None = Query(None, description="device id prefix"),
+    version: ReportedVersion | None = None,
+    channel: Channel | None = None,
+    tag: Tag | None = None,
+    state: EventKind | None = Query(None, description="latest update event, e.g. rolled_back"),
+    seen_within: Seconds | None = Query(None, description="seconds"),
+    not_seen_within: Seconds | None = Query(None, description="seconds"),
     drift: Drift | None = Query(None, description="reported state differs from desired: any, firmware, config"),
-    skip: int = Query(0, ge=0),
+    skip: int = Query(0, ge=0, le=INT32_MAX),
     limit: int = Query(100, ge=1, le=1000),
 ) -> DevicesPublic:
     policy = await fleet_policy(ctx)
@@ -79,7 +79,7 @@ async def list_devices(
 
 
 @router.get("/{device_id}", summary="One device's reported state")
-def get_device(device_id: str, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DevicePublic:
+def get_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DevicePublic:
     ctx.checkins.flush(ctx.engine)
     device = session.exec(select(Device).where(Device.device_id == device_id)).first()
     if device is None:
@@ -95,13 +95,15 @@ def _device(session: Session, device_id: str) -> Device:
 
 
 @router.patch("/{device_id}", summary="Set a device's tags, pin or hold")
-def update_device(device_id: str, update: DeviceUpdate, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DevicePublic:
+def update_device(device_id: DeviceId, update: DeviceUpdate, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DevicePublic:
     device = _device(session, device_id)
-    if update.pin_version:
-        Version.parse(update.pin_version)  # a typo would pin to nothing
     changes = update.model_dump(exclude_unset=True)
+    if update.pin_version:
+        ctx.checkins.flush(ctx.engine)  # judge the pin against what the device said a moment ago
+        session.refresh(device)
+        check_pin(session, device, update.pin_version, update.force_reason)
     if "tags" in changes:
-        device.tags = json.dumps(changes["tags"])
+        device.tags = stored.dump_tags(changes["tags"])
         bump_config(session)  # tag layers may now apply differently
     if "pin_version" in changes:
         device.pin_version = changes["pin_version"] or None
@@ -116,7 +118,7 @@ def update_device(device_id: str, update: DeviceUpdate, session: SessionDep, ctx
 
 
 @router.get("/{device_id}/state", summary="Desired next to reported state (firmware and configuration)")
-async def device_twin(device_id: str, ctx: ContextDep, _: AdminDep) -> DeviceState:
+async def device_twin(device_id: DeviceId, ctx: ContextDep, _: AdminDep) -> DeviceState:
     policy = await fleet_policy(ctx)
 
     def _state() -> DeviceState:
@@ -129,7 +131,7 @@ async def device_twin(device_id: str, ctx: ContextDep, _: AdminDep) -> DeviceSta
 
 @router.get("/{device_id}/events", summary="A device's update history, newest first")
 def list_device_events(
-    device_id: str, session: SessionDep, _: AdminDep, limit: int = Query(100, ge=1, le=1000)
+    device_id: DeviceId, session: SessionDep, _: AdminDep, limit: int = Query(100, ge=1, le=1000)
 ) -> DeviceEventsPublic:
     if session.exec(select(Device.id).where(Device.device_id == device_id)).first() is None:
         raise NotFoundError("Device not found")
@@ -144,7 +146,7 @@ def list_device_events(
 def post_device_event(
     event_in: DeviceEventCreate, device_id: DeviceDep, session: SessionDep, ctx: ContextDep
 ) -> DeviceEventPublic:
-    event = DeviceEvent.model_validate(event_in, update={"device_id": device_id})
+    event = DeviceEvent(**event_in.model_dump(), device_id=device_id)
     session.add(event)
     device = session.exec(select(Device).where(Device.device_id == device_id)).one()
     device.last_event, device.last_reason = event.kind, event.reason

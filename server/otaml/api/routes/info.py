@@ -25,6 +25,7 @@ def server_info(session: SessionDep, ctx: ContextDep, _: AdminDep) -> ServerInfo
         channels=list_channel_states(session, s.base_url),
         config_key_id=ctx.config_docs.signer.key_id,
         config_public_key=ctx.config_docs.signer.public_pem,
+        checkins_dropped=ctx.checkins.dropped,
     )
 
 

@@ -10,13 +10,13 @@ import base64
 import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, select
 
 from otaml.api.deps import AdminDep, ContextDep, SessionDep
 from otaml.core.errors import ManifestError
-from otaml.manifest.format import CHANNEL_RE, is_valid_channel
+from otaml.core.types import Channel, Filename
 from otaml.models import Release, ReleasePublic, ReleasesPublic
 from otaml.releases import publishing
 from otaml.releases.urls import binary_url
@@ -53,8 +53,8 @@ async def publish_release(
     request: Request,
     ctx: ContextDep,
     _: AdminDep,
-    channel: Annotated[str, Query(pattern=CHANNEL_RE)],
-    filename: str,
+    channel: Channel,
+    filename: Filename,
     legacy_clients: bool = True,
     staged: bool = False,
     x_otaml_manifest: Annotated[str | None, Header()] = None,
@@ -91,11 +91,9 @@ async def publish_release(
 
 
 @router.get("", summary="List releases, newest first")
-def list_releases(session: SessionDep, ctx: ContextDep, _: AdminDep, channel: str | None = None) -> ReleasesPublic:
+def list_releases(session: SessionDep, ctx: ContextDep, _: AdminDep, channel: Channel | None = None) -> ReleasesPublic:
     query = select(Release).order_by(Release.id.desc())  # type: ignore[union-attr]
     if channel is not None:
-        if not is_valid_channel(channel):
-            raise ManifestError(f"expected a channel name matching {CHANNEL_RE}, got {channel!r}")
         query = query.where(Release.channel == channel)
     releases = session.exec(query).all()
     data = [release_public(session, ctx.settings.base_url, r) for r in releases]

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from sqlmodel import select
 
 from otaml.api.deps import AdminDep, ContextDep, SessionDep
+from otaml.core.types import Channel, RowId
 from otaml.models import ACTIVE_ROLLOUT_STATES, Rollout, RolloutCreate, RolloutPublic, RolloutsPublic
 from otaml.rollouts import service
 
@@ -23,7 +24,7 @@ def start_rollout(spec: RolloutCreate, session: SessionDep, ctx: ContextDep, _: 
 
 @router.get("", summary="Rollouts, newest first, with per-ring progress")
 def list_rollouts(
-    session: SessionDep, ctx: ContextDep, _: AdminDep, channel: str | None = None, active: bool = False,
+    session: SessionDep, ctx: ContextDep, _: AdminDep, channel: Channel | None = None, active: bool = False,
     limit: int = Query(20, ge=1, le=200),
 ) -> RolloutsPublic:
     ctx.checkins.flush(ctx.engine)
@@ -38,14 +39,14 @@ def list_rollouts(
 
 
 @router.get("/{rollout_id}", summary="One rollout with per-ring progress")
-def get_rollout(rollout_id: int, session: SessionDep, ctx: ContextDep, _: AdminDep) -> RolloutPublic:
+def get_rollout(rollout_id: RowId, session: SessionDep, ctx: ContextDep, _: AdminDep) -> RolloutPublic:
     ctx.checkins.flush(ctx.engine)
     return service.public(session, service.get(session, rollout_id))
 
 
 @router.post("/{rollout_id}/{action}", summary="pause, resume or abort")
 def act_on_rollout(
-    rollout_id: int, action: Literal["pause", "resume", "abort"], session: SessionDep, ctx: ContextDep, _: AdminDep
+    rollout_id: RowId, action: Literal["pause", "resume", "abort"], session: SessionDep, ctx: ContextDep, _: AdminDep
 ) -> RolloutPublic:
     rollout = service.act(session, rollout_id, action)
     ctx.policy.invalidate()

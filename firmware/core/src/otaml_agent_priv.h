@@ -1,0 +1,59 @@
+/*
+ * What the agent's two rooms share: otaml_agent.c (events, check-ins, poll, install) and otaml_gate.c
+ * (the rollback gate at boot). Internal to the core; applications use otaml_agent.h.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "otaml_agent.h"
+
+/* A self-test or rollback detail as it is stored (inst_det, ob_det) and reported: NVS-safe and
+ * within the event schema's 256 characters. */
+#define OTAML_DETAIL_MAX 160
+
+void otaml_agent_store_str_or_empty(const char *key, char *buf, size_t size);
+uint64_t otaml_agent_store_u64_or_zero(const char *key);
+
+/**
+ * POST one event; logs a failure.
+ * @return OTAML_OK when the server took it (2xx); OTAML_ERR_TRANSPORT when nothing (or a 5xx, 429)
+ *         answered: try later; OTAML_ERR_HTTP_STATUS when it refused it (4xx); OTAML_ERR_NO_MEM.
+ */
+otaml_status_t otaml_agent_post_event(otaml_agent_t *a, otaml_event_t kind, const char *version,
+                                      otaml_reason_t reason, const char *detail);
+/** Queue one event that must survive a reboot (replaces a queued one); sent by otaml_agent_outbox_flush. */
+void otaml_agent_outbox_put(otaml_agent_t *a, otaml_event_t kind, const char *version, otaml_reason_t reason,
+                            const char *detail);
+/** Send the queued event, if any. @return OTAML_OK (sent, or nothing queued), else as otaml_agent_post_event. */
+otaml_status_t otaml_agent_outbox_flush(otaml_agent_t *a);
+
+/** Check-in request headers (manifests/README.md), owned by the struct. */
+typedef struct {
+    otaml_header_t h[16];
+    size_t n;
+    char auth[160];
+    char mv[24];
+    char sv[12];
+    char cfg_rev[24];
+} otaml_checkin_t;
+
+void otaml_agent_checkin_headers(otaml_agent_t *a, otaml_checkin_t *c, bool with_etag);
+
+/** A bounded response body; the sink refuses (and flags overflow) past cap. */
+typedef struct {
+    uint8_t *buf;
+    size_t len, cap;
+    bool overflow;
+} otaml_buffer_t;
+
+otaml_status_t otaml_agent_buffer_sink(void *ctx, const uint8_t *data, size_t len);
+
+/** The manifest's signature: the response's X-Otaml-Signature, else firmware.json.sig beside it
+ * (a static host); "" when neither is there. */
+void otaml_agent_manifest_signature(otaml_agent_t *a, const otaml_http_response_t *resp, char *out, size_t size);
+
+/** server_unreachable rollbacks of version counted so far (ur_ver/ur_count; 0 for another version). */
+uint64_t otaml_agent_unreachable_count(const char *version);
