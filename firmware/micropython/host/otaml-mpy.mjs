@@ -25,6 +25,8 @@ function usage() {
     "usage: otaml-mpy.mjs --flash FILE run --server URL --device-id ID [--token T] [--channel C] [--chip esp32]\n" +
       "                     [--polls N] [--interval-ms MS] [--ml-interval-ms MS] [--download-rate BYTES_PER_S]\n" +
       "                     [--no-trusted-time] [--verbose] [--manifest-key PEM] [--config-key PEM] [--project P]\n" +
+      "                     [--confirm-window-s S] [--confirm-backoff-min-ms MS] [--confirm-backoff-max-ms MS]\n" +
+      "                     [--unreachable-retakes N] [--ip-after-ms MS]\n" +
       "       otaml-mpy.mjs exec SCRIPT.py [ARGS...]\n",
   );
   process.exit(2);
@@ -33,7 +35,8 @@ function usage() {
 function parseArgs(argv) {
   const o = {
     channel: "stable", chip: "esp32", project: "otaml", polls: 0, interval_ms: 0, ml_interval_ms: 200,
-    download_rate: 0, trusted_time: true, verbose: false,
+    download_rate: 0, trusted_time: true, verbose: false, confirm_window_s: 300, confirm_backoff_min_ms: 1000,
+    confirm_backoff_max_ms: 30000, unreachable_retakes: 3, ip_after_ms: 0,
     manifest_key: path.join(ROOT, "manifests", "keys", "test-release.pub.pem"),
     config_key: path.join(ROOT, "manifests", "keys", "test-config.pub.pem"),
     samples: path.join(ROOT, "firmware", "model", "samples.csv"),
@@ -61,6 +64,11 @@ function parseArgs(argv) {
       case "--manifest-key": o.manifest_key = val(); break;
       case "--config-key": o.config_key = val(); break;
       case "--samples": o.samples = val(); break;
+      case "--confirm-window-s": o.confirm_window_s = num(); break;
+      case "--confirm-backoff-min-ms": o.confirm_backoff_min_ms = num(); break;
+      case "--confirm-backoff-max-ms": o.confirm_backoff_max_ms = num(); break;
+      case "--unreachable-retakes": o.unreachable_retakes = num(); break;
+      case "--ip-after-ms": o.ip_after_ms = num(); break;
       default:
         if (a.startsWith("--")) usage();
         if (!o.command) o.command = a; else rest.push(a);
@@ -154,6 +162,9 @@ if (opts.command === "exec") {
     server: opts.server, device_id: opts.device_id, token: opts.token ?? "", channel: opts.channel, chip: opts.chip,
     project: opts.project, polls: opts.polls, interval_ms: opts.interval_ms, ml_interval_ms: opts.ml_interval_ms,
     download_rate: opts.download_rate, trusted_time: opts.trusted_time, verbose: opts.verbose,
+    confirm_window_s: opts.confirm_window_s, confirm_backoff_min_ms: opts.confirm_backoff_min_ms,
+    confirm_backoff_max_ms: opts.confirm_backoff_max_ms, unreachable_retakes: opts.unreachable_retakes,
+    ip_after_ms: opts.ip_after_ms,
     manifest_keys: [fs.readFileSync(opts.manifest_key, "utf8")], config_keys: [fs.readFileSync(opts.config_key, "utf8")],
     samples: fs.existsSync(opts.samples) ? fs.readFileSync(opts.samples, "utf8") : "",
   };

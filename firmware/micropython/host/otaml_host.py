@@ -5,9 +5,10 @@ as otaml-sim runs the C core. The network is js.fetch; the flash is a 4 MB file 
 ends this interpreter; the runner starts a new one on the same flash file.
 
 Like otaml-sim, the running image decides what the device is: its esp_app_desc_t version, the model
-and card it carries (OTAML-MODEL:/OTAML-CARD: blobs) and simulation directives
-(`OTAML-SIM:selftest=fail`, `OTAML-SIM:crash-on-boot`), so a test publishes genuine, signed images
-that misbehave.
+and card it links in (resolved through the image's simulator symbol table, as otaml-sim does) and
+simulation directives (`OTAML-SIM:selftest=fail`, `OTAML-SIM:crash-on-boot`, `OTAML-SIM:lose-token`),
+so a test publishes genuine, signed images that misbehave. The station gets its IP address
+`ip_after_ms` after each boot, like otaml-sim's.
 """
 
 import asyncio
@@ -26,8 +27,8 @@ from otaml.store import KVStore
 
 DIRECTIVE_SELFTEST_FAIL = b"OTAML-SIM:selftest=fail"
 DIRECTIVE_CRASH_ON_BOOT = b"OTAML-SIM:crash-on-boot"
-BLOB_MODEL = b"OTAML-MODEL:"
-BLOB_CARD = b"OTAML-CARD:"
+DIRECTIVE_LOSE_TOKEN = b"OTAML-SIM:lose-token"
+SIM_SYMBOLS = b"OTAML-SIM-SYMBOLS:"
 _LEVELS = {"E": 0, "W": 1, "I": 2, "D": 3}
 
 
@@ -129,6 +130,7 @@ class HostPort:
             raise OSError("the flash file holds no partition table with two OTA slots: run `otaml-sim flash` first")
         self.store = KVStore(flash_read, flash_erase, flash_write, nvs.offset, nvs.size)
         self.booted = 0
+        self.booted_at = time.ticks_ms()
         self._update = None  # [slot, size, written, erased_to] while an update is open
 
     def _part(self, label):
@@ -148,6 +150,14 @@ class HostPort:
 
     def uptime_us(self):
         return time.ticks_us()
+
+    async def network_wait(self, timeout_ms):
+        """The simulated station has its address ip_after_ms after boot."""
+        until_ip = self.cfg.get("ip_after_ms", 0) - time.ticks_diff(time.ticks_ms(), self.booted_at)
+        if until_ip <= 0:
+            return True
+        await asyncio.sleep_ms(min(until_ip, timeout_ms))
+        return until_ip <= timeout_ms
 
     def random(self):
         return random.getrandbits(30)
@@ -288,15 +298,25 @@ class HostPort:
         raise Reboot()
 
 
-def _blob(image, marker):
-    at = image.find(marker)
-    if at < 0:
+def _symbol(image, name):
+    """_binary_<name>_start.._end of a file the image links in, through the simulator's symbol table
+    (OTAML-SIM-SYMBOLS:, a u32 count, then per symbol a NUL-padded 32-byte name, the u32 distance from
+    the table back to the data and the u32 length)."""
+    at = image.find(SIM_SYMBOLS)
+    if at < 0 or at + len(SIM_SYMBOLS) + 4 > len(image):
         return None
-    p = at + len(marker)
-    if p + 4 > len(image):
-        return None
-    n = struct.unpack_from("<I", image, p)[0]
-    return image[p + 4:p + 4 + n] if p + 4 + n <= len(image) else None
+    p = at + len(SIM_SYMBOLS)
+    count = struct.unpack_from("<I", image, p)[0]
+    p += 4
+    for _ in range(min(count, 64)):
+        if p + 40 > len(image):
+            return None
+        sym = image[p:p + 32].rstrip(b"\x00")
+        back, length = struct.unpack_from("<II", image, p + 32)
+        p += 40
+        if sym == name.encode() and back <= at and at - back + length <= len(image):
+            return image[at - back:at - back + length]
+    return None
 
 
 async def _run(cfg):
@@ -317,6 +337,9 @@ async def _run(cfg):
             port.log("E", "otaml_host", "no device token: pass --token once (it is kept in the store)")
             return "no_token"
     image = port.image_bytes(slot)
+    if DIRECTIVE_LOSE_TOKEN in image:
+        port.log("W", "otaml_host", "simulated build that lost its credentials")
+        token = "lost-token"
     if port.running_slot().state == "pending_verify" and DIRECTIVE_CRASH_ON_BOOT in image:
         port.log("E", "otaml_host", "simulated crash before the image confirmed itself")
         port.reboot()
@@ -330,7 +353,7 @@ async def _run(cfg):
             return runner.ml.health_check()
         return True, "ok (no model in this image)"
 
-    model, card = _blob(image, BLOB_MODEL), _blob(image, BLOB_CARD)
+    model, card = _symbol(image, "amp_health_tflite"), _symbol(image, "amp_health_card_json")
     if model is not None and card is not None:
         try:
             runner.ml = ml.ML(port, card, model)
@@ -344,7 +367,10 @@ async def _run(cfg):
         cfg["server"], cfg.get("channel", "stable"), cfg["device_id"], token, cfg.get("project", "otaml"),
         cfg.get("chip", "esp32"), sig.Keyring(cfg["manifest_keys"]), sig.Keyring(cfg["config_keys"]),
         selftest=selftest, config_apply=runner.apply_config,
-        checkin_extra=(runner.ml.checkin_headers if runner.ml is not None else None))
+        checkin_extra=(runner.ml.checkin_headers if runner.ml is not None else None),
+        confirm_window_s=cfg.get("confirm_window_s", 300), confirm_backoff_min_ms=cfg.get("confirm_backoff_min_ms", 1000),
+        confirm_backoff_max_ms=cfg.get("confirm_backoff_max_ms", 30000),
+        unreachable_retakes=cfg.get("unreachable_retakes", 3))
     await app.run(port, settings, runner, cfg.get("polls", 0), cfg.get("interval_ms", 0))
     return "ok"
 

@@ -5,12 +5,17 @@ Persistent state (the port's store, NVS namespace "otaml"), with the C firmware'
   mf_ver      manifest_version the running image was installed from (replay rule)
   mf_prev     mf_ver before the install in flight: restored if that install rolls back
   cfg_rev, cfg  desired-config revision applied and its properties ("name=value,...")
-  failed_ver  version that last rolled back here (never offered again to this device)
+  failed_ver  version that last rolled back here (never taken again by this device)
   inst_ver    version installed and not yet confirmed; inst_why, inst_det: why it is being rolled back
+              (set by the gate just before it rolls back); inst_ur: ur_count of that version when it
+              was installed (makes counting a rollback idempotent)
+  ur_ver, ur_count  the version whose server_unreachable rollbacks are being counted, and how many so
+              far: at most unreachable_retakes of them are forgiven (failed_ver stays unset)
   dl_sha, dl_off  the download in progress (image sha256, bytes safely written) for resumption
   ob_kind, ob_ver, ob_why, ob_det  one pending event that must survive a reboot (rolled_back)
 The order of writes makes an update safe to interrupt anywhere: dl_off is saved only after its bytes
-are in flash; mf_ver and inst_ver are saved before the boot slot switches.
+are in flash; mf_ver, inst_ur and inst_ver are saved before the boot slot switches. The rollback
+gate at boot is otaml.gate.
 """
 
 import json
@@ -27,7 +32,8 @@ class Settings:
 
     def __init__(self, server_url, channel, device_id, token, project, chip, keyring, config_keyring=None,
                  selftest=None, config_apply=None, checkin_extra=None, default_poll_interval_s=60,
-                 min_poll_interval_s=1):
+                 min_poll_interval_s=1, confirm_window_s=300, confirm_backoff_min_ms=1000,
+                 confirm_backoff_max_ms=30000, unreachable_retakes=3):
         self.server_url = server_url.rstrip("/")
         self.channel = channel
         self.device_id = device_id
@@ -41,6 +47,13 @@ class Settings:
         self.checkin_extra = checkin_extra  # () -> [(name, value)]
         self.default_poll_interval_s = default_poll_interval_s
         self.min_poll_interval_s = min_poll_interval_s
+        # The rollback gate (manifests/README.md, "Rollback"): how long a new image keeps looking for
+        # the server before it rolls back as server_unreachable (0: one attempt), the retry delays
+        # (doubling from min to max, with jitter), and how many such rollbacks of one version are forgiven.
+        self.confirm_window_s = confirm_window_s
+        self.confirm_backoff_min_ms = confirm_backoff_min_ms
+        self.confirm_backoff_max_ms = confirm_backoff_max_ms
+        self.unreachable_retakes = unreachable_retakes
 
 
 class Agent:
@@ -66,6 +79,8 @@ class Agent:
     # ---- events ----
 
     async def post_event(self, kind, version, reason=P.OK, detail=""):
+        """"ok" when the server took it; "transport" when nothing answered, or a 5xx or 429 did (try
+        later: a proxy before a restarting server); "refused" for any other answer."""
         body = {"kind": kind, "reason": reason, "detail": (detail or "")[:255]}
         if version:
             body["version"] = version
@@ -73,9 +88,10 @@ class Agent:
                                            "application/json", json.dumps(body))
         if 200 <= status < 300:
             self.log("I", "event %s %s reason=%s%s" % (kind, version or "", reason, " detail=" + detail if detail else ""))
-            return True
-        self.log("W", "event %s not delivered (HTTP %d)" % (kind, status))
-        return False
+            return "ok"
+        result = "transport" if status == 0 or status >= 500 or status == 429 else "refused"
+        self.log("W", "event %s not delivered: %s (HTTP %d)" % (kind, result, status))
+        return result
 
     def outbox_put(self, kind, version, reason, detail):
         st = self.port.store
@@ -86,20 +102,23 @@ class Agent:
         st.set_str("ob_kind", kind)  # written last: marks it complete
 
     async def outbox_flush(self):
+        """Send the queued event, if any: "ok" (sent, or nothing queued), else as post_event."""
         if not self.outbox_pending:
-            return
+            return "ok"
         st = self.port.store
         kind = st.get_str("ob_kind")
         if kind is None:
             self.outbox_pending = False
-            return
+            return "ok"
         if kind not in P.EVENTS:
             kind = P.ROLLED_BACK
         why = st.get_str("ob_why") or P.OK
-        if await self.post_event(kind, st.get_str("ob_ver") or "", why if why in P.REASONS else P.OK,
-                                 st.get_str("ob_det") or ""):
+        result = await self.post_event(kind, st.get_str("ob_ver") or "", why if why in P.REASONS else P.OK,
+                                       st.get_str("ob_det") or "")
+        if result == "ok":
             st.erase("ob_kind")
             self.outbox_pending = False
+        return result
 
     # ---- desired configuration ----
 
@@ -156,56 +175,25 @@ class Agent:
             h.extend(self.s.checkin_extra())
         return h
 
-    async def server_reachable(self):
-        """(ok, detail): a GET whose only purpose is to show the server answers and knows this device."""
-        resp = await self.port.http.get(self.manifest_url, self.checkin_headers(False))
-        if resp.error == "transport":
-            return False, "server unreachable: network transport error"
-        if resp.status == 401:
-            return False, "server refused this device's credentials"
-        return True, ""
-
-    # ---- the rollback gate ----
+    async def manifest_signature(self, resp):
+        """The response's X-Otaml-Signature, else firmware.json.sig beside the manifest (a static host,
+        which cannot set headers); "" when neither is there."""
+        if resp.signature:
+            return resp.signature
+        sb = BufferSink(P.MAX_SIGNATURE_B64 + 2)
+        sresp = await self.port.http.get(self.manifest_url + ".sig", [], sb)
+        if sresp.error is None and sresp.status == 200 and sb.buf:
+            try:
+                return bytes(sb.buf).rstrip(b"\r\n").decode()
+            except UnicodeError:
+                return ""
+        return ""
 
     async def boot(self):
-        r = self.running
-        st = self.port.store
-        self.log("I", "running %s %s from %s (%s)" % (r.project, r.version, r.label, r.state))
-        if r.state == P.IMG_PENDING_VERIFY:
-            await self.post_event(P.BOOTED, r.version, P.OK, r.label)
-            ok, detail = await self.server_reachable()
-            if ok and self.s.selftest is not None:
-                ok, detail = await self.s.selftest()
-            if not ok:
-                self.log("E", "self-test of %s failed (%s): rolling back" % (r.version, detail))
-                st.set_str("inst_why", P.SELF_TEST_FAILED)
-                st.set_str("inst_det", detail)
-                self.port.mark_invalid_and_reboot()
-                return
-            self.port.mark_valid()
-            r.state = P.IMG_VALID
-            for key in ("inst_ver", "inst_why", "inst_det"):
-                st.erase(key)
-            self.log("I", "%s confirmed: rollback cancelled" % r.version)
-            await self.post_event(P.CONFIRMED, r.version, P.OK, "")
-            return
-        installed = st.get_str("inst_ver")
-        if installed is not None:
-            if installed != r.version:
-                why = st.get_str("inst_why") or P.RESET_WHILE_PENDING
-                detail = st.get_str("inst_det") or ""
-                self.log("W", "%s did not stick (%s): running %s again; it will not be retried"
-                         % (installed, why, r.version))
-                st.set_str("failed_ver", installed)
-                self.failed_version = installed
-                prev = st.get_u64("mf_prev")
-                if prev is not None:  # the running image came from the manifest before: accept it again
-                    st.set_u64("mf_ver", prev)
-                    self.installed_manifest_version = prev
-                self.outbox_put(P.ROLLED_BACK, installed, why, detail)
-            for key in ("inst_ver", "inst_why", "inst_det"):
-                st.erase(key)
-        await self.outbox_flush()
+        """The rollback gate (otaml.gate)."""
+        from otaml import gate
+
+        await gate.boot(self)
 
     # ---- the poll ----
 
@@ -238,15 +226,7 @@ class Agent:
             elif resp.status not in (304, 404):
                 self.log("W", "poll answered HTTP %d" % resp.status)
             return "idle"
-        signature = resp.signature
-        if not signature:  # a static host cannot set headers: the signature sits beside the manifest
-            sb = BufferSink(P.MAX_SIGNATURE_B64 + 2)
-            sresp = await self.port.http.get(self.manifest_url + ".sig", [], sb)
-            if sresp.error is None and sresp.status == 200:
-                try:
-                    signature = bytes(sb.buf).rstrip(b"\r\n").decode()
-                except UnicodeError:
-                    signature = ""
+        signature = await self.manifest_signature(resp)
         ctx = policy.Context(self.port.trusted_time(), self.running.version, self.s.project, self.s.chip,
                              self.s.channel, self.running.secure_version, self.installed_manifest_version,
                              self.failed_version, self.port.passive_slot_size())
@@ -262,6 +242,12 @@ class Agent:
             return "idle"
         if m is None:  # an update decision always carries its manifest
             return "idle"
+        queued = await self.outbox_flush()
+        if queued == "transport":
+            # The server hears a rollback before the same version's retake starts. A server that
+            # answers and refuses the event (4xx: a static host) never blocks updates.
+            self.log("W", "update to %s waits until the server takes the queued event" % m.semver)
+            return "retry"
         self.log("I", "update offered: %s -> %s (manifest #%d)" % (self.running.version, m.semver, m.manifest_version))
         self.etag = ""  # until it is installed, keep fetching the manifest in full
         outcome = await install.install(self, m)

@@ -238,6 +238,18 @@ class DevicePort:
     def uptime_us(self):
         return time.ticks_us()
 
+    async def network_wait(self, timeout_ms):
+        """Until the station has an IP address, at most timeout_ms."""
+        import network
+
+        wlan = network.WLAN(network.STA_IF)
+        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while not wlan.isconnected():
+            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                return False
+            await asyncio.sleep_ms(100)
+        return True
+
     def random(self):
         import random
 
@@ -401,7 +413,10 @@ async def _main(settings_path):
         cfg["server"], cfg.get("channel", "stable"), cfg["device_id"], cfg["token"], cfg.get("project", "micropython"),
         cfg.get("chip", "esp32"), sig.Keyring([manifest_key]), sig.Keyring([config_key]), selftest=selftest,
         config_apply=runner.apply_config, checkin_extra=(runner.ml.checkin_headers if runner.ml is not None else None),
-        min_poll_interval_s=cfg.get("min_poll_interval_s", 10))
+        min_poll_interval_s=cfg.get("min_poll_interval_s", 10), confirm_window_s=cfg.get("confirm_window_s", 300),
+        confirm_backoff_min_ms=cfg.get("confirm_backoff_min_ms", 1000),
+        confirm_backoff_max_ms=cfg.get("confirm_backoff_max_ms", 30000),
+        unreachable_retakes=cfg.get("unreachable_retakes", 3))
     await app.run(port, settings, runner)
 
 

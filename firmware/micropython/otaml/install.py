@@ -4,7 +4,7 @@ a power loss resumes with Range, and switch the boot slot only after hash, size 
 validation and app description all match.
 """
 
-from otaml import download, protocol as P
+from otaml import download, gate, protocol as P
 from otaml.port import PortError, Response
 
 PERSIST_EVERY_BYTES = 64 * 1024  # dl_off writes: bounded flash wear, bounded re-download
@@ -141,15 +141,18 @@ async def install(agent, m):
         return await agent.reject(m.semver, P.IMAGE_INVALID, "image says %s %s, manifest says %s %s"
                                   % (written.project, written.version, agent.s.project, m.semver))
     await agent.post_event(P.VERIFIED, m.semver, P.OK, "")
+    # inst_ver goes last: it makes the record count. A stale inst_why from an interrupted earlier
+    # record would otherwise be read as this install's verdict.
+    st.erase("inst_why")
+    st.erase("inst_det")
     try:
         st.set_u64("mf_prev", agent.installed_manifest_version)
         st.set_u64("mf_ver", m.manifest_version)
+        st.set_u64("inst_ur", gate.unreachable_count(st, m.semver))
         st.set_str("inst_ver", m.semver)
     except OSError:
         return await agent.reject(m.semver, P.FLASH_ERROR, "cannot persist the install record")
     agent.installed_manifest_version = m.manifest_version
-    st.erase("inst_why")
-    st.erase("inst_det")
     try:
         port.update_activate()
     except PortError as e:

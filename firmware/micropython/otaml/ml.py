@@ -8,6 +8,7 @@ operation is rounded to float32 (a no-op on an ESP32, whose MicroPython float is
 whose float is a double, it reproduces float32 arithmetic exactly).
 """
 
+import hashlib
 import struct
 
 from otaml import int8, jsonr, protocol as P
@@ -107,7 +108,14 @@ class Card:
         if not self.in_scale > 0:
             raise CardError("input quantization")
         self.in_zero_point = inp["zero_point"]
-        self.sha256 = c.get("sha256") if type(c.get("sha256")) is str else ""
+        nbytes = c.get("tflite_bytes")
+        if type(nbytes) is not int or not 1 <= nbytes <= 4294967295:
+            raise CardError("tflite_bytes")
+        self.tflite_bytes = nbytes
+        digest = c.get("sha256")
+        if type(digest) is not str or len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+            raise CardError("sha256")
+        self.sha256 = bytes.fromhex(digest)
         self.golden = []
         for g in (c.get("golden") or [])[:MAX_GOLDEN]:
             if not isinstance(g, dict):
@@ -139,7 +147,12 @@ class ML:
         self.last_latency_us = 0
         self.alert_threshold = -1  # percent; -1: alerts off
         self.alerts = 0
-        self.model_raw = model_raw
+        self.model_len = len(model_raw)
+        self.model_sha256 = hashlib.sha256(model_raw).digest()
+        why = self.integrity()
+        if why:
+            port.log("E", "otaml_ml", "%s: not loaded" % why)
+            return
         try:
             self.model = int8.Model(model_raw)
         except ValueError as e:
@@ -152,8 +165,22 @@ class ML:
         self.loaded = True
         port.log("I", "otaml_ml", "model %s loaded (%d-byte model, int8 kernels in Python)" % (self.model_id, len(model_raw)))
 
+    def integrity(self):
+        """"ml: model amp_health/1 ..." naming the first difference between the bytes and the card; "" if none."""
+        c = self.card
+        if self.model_len != c.tflite_bytes:
+            return "ml: model %s is %d bytes, its card says %d" % (self.model_id, self.model_len, c.tflite_bytes)
+        if self.model_sha256 != c.sha256:
+            return "ml: model %s sha256 %s... differs from its card's %s..." % (
+                self.model_id, self.model_sha256[:8].hex(), c.sha256[:8].hex())
+        return ""
+
     def health_check(self):
-        """The rollback gate's ML check: (ok, detail)."""
+        """The rollback gate's ML check: (ok, detail). The model's length and SHA-256 against its card
+        first, then every golden input."""
+        why = self.integrity()
+        if why:
+            return False, why
         if not self.loaded or self.model is None:
             return False, "ml: model %s did not load" % self.model_id
         for g, (x, q_card, out_card) in enumerate(self.card.golden):
@@ -162,7 +189,8 @@ class ML:
                 return False, "ml: golden %d normalizes to other int8 values than the card's (normalization)" % g
             if self.model.invoke(q) != out_card:
                 return False, "ml: golden %d output differs from the card (model)" % g
-        return True, "ml: %s passes %d golden inputs" % (self.model_id, len(self.card.golden))
+        return True, "ml: model %s (%d bytes, sha256 %s...) matches its card; %d golden inputs pass" % (
+            self.model_id, self.model_len, self.model_sha256[:8].hex(), len(self.card.golden))
 
     def step(self, sample):
         """One inference on raw sensor values; counts the class (and an alert). Returns the class or -1."""
