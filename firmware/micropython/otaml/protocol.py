@@ -1,0 +1,78 @@
+"""The device protocol's vocabulary (manifests/README.md), as the C core's otaml_protocol.h has it.
+
+tests/micropython/test_vocabulary.py fails when this file and server/otaml/fleet/protocol.py disagree.
+"""
+
+MAX_MANIFEST_BYTES = 4096
+MAX_SIGNATURE_B64 = 128  # base64 of a DER ECDSA P-256 signature is at most 96 characters
+MAX_CONFIG_BYTES = 512  # a desired-config document
+MAX_CONFIG_B64 = 700  # base64 of 512 bytes is 684 characters
+
+H_DEVICE_ID = "X-Otaml-Device-Id"
+H_VERSION = "X-Otaml-Version"
+H_PARTITION = "X-Otaml-Partition"
+H_OTA_STATE = "X-Otaml-Ota-State"
+H_MANIFEST_VERSION = "X-Otaml-Manifest-Version"
+H_SECURE_VERSION = "X-Otaml-Secure-Version"
+H_SIGNATURE = "X-Otaml-Signature"
+H_KEY_ID = "X-Otaml-Key-Id"  # informational: the device trusts key_id inside the signed manifest
+H_POLL_INTERVAL = "X-Otaml-Poll-Interval"
+H_CONFIG_REVISION = "X-Otaml-Config-Revision"
+H_CONFIG_APPLIED = "X-Otaml-Config-Applied"
+H_CONFIG = "X-Otaml-Config"
+H_CONFIG_SIGNATURE = "X-Otaml-Config-Signature"
+H_MODEL = "X-Otaml-Model"
+H_ML_COUNTERS = "X-Otaml-Ml-Counters"
+H_ML_LATENCY_US = "X-Otaml-Ml-Latency-Us"
+
+# Reason codes, in the order of the C header's OTAML_REASON_LIST.
+OK = "ok"
+BAD_SIGNATURE = "bad_signature"
+MANIFEST_TOO_LARGE = "manifest_too_large"
+MANIFEST_MALFORMED = "manifest_malformed"
+MANIFEST_EXPIRED = "manifest_expired"
+MANIFEST_REPLAYED = "manifest_replayed"
+KEY_MISMATCH = "key_mismatch"
+PROJECT_MISMATCH = "project_mismatch"
+CHIP_MISMATCH = "chip_mismatch"
+CHANNEL_MISMATCH = "channel_mismatch"
+SECURE_VERSION_LOWER = "secure_version_lower"
+VERSION_FAILED_BEFORE = "version_failed_before"
+IMAGE_TOO_LARGE = "image_too_large"
+SIZE_MISMATCH = "size_mismatch"
+HASH_MISMATCH = "hash_mismatch"
+IMAGE_INVALID = "image_invalid"
+DOWNLOAD_ERROR = "download_error"
+FLASH_ERROR = "flash_error"
+SELF_TEST_FAILED = "self_test_failed"
+RESET_WHILE_PENDING = "reset_while_pending"
+SERVER_UNREACHABLE = "server_unreachable"
+REASONS = (OK, BAD_SIGNATURE, MANIFEST_TOO_LARGE, MANIFEST_MALFORMED, MANIFEST_EXPIRED, MANIFEST_REPLAYED,
+           KEY_MISMATCH, PROJECT_MISMATCH, CHIP_MISMATCH, CHANNEL_MISMATCH, SECURE_VERSION_LOWER,
+           VERSION_FAILED_BEFORE, IMAGE_TOO_LARGE, SIZE_MISMATCH, HASH_MISMATCH, IMAGE_INVALID, DOWNLOAD_ERROR,
+           FLASH_ERROR, SELF_TEST_FAILED, RESET_WHILE_PENDING, SERVER_UNREACHABLE)
+
+# Update events.
+DOWNLOAD_STARTED = "download_started"
+DOWNLOAD_FAILED = "download_failed"
+VERIFIED = "verified"
+INSTALLED = "installed"
+BOOTED = "booted"
+CONFIRMED = "confirmed"
+ROLLED_BACK = "rolled_back"
+REJECTED = "rejected"
+EVENTS = (DOWNLOAD_STARTED, DOWNLOAD_FAILED, VERIFIED, INSTALLED, BOOTED, CONFIRMED, ROLLED_BACK, REJECTED)
+
+# Decisions of the device checks.
+UPDATE = "update"
+NO_UPDATE = "no_update"
+REJECT = "reject"
+
+# esp_ota_img_states_t as the X-Otaml-Ota-State header spells them, indexed by the value otadata stores.
+IMG_NEW = "new"
+IMG_PENDING_VERIFY = "pending_verify"
+IMG_VALID = "valid"
+IMG_INVALID = "invalid"
+IMG_ABORTED = "aborted"
+IMG_UNDEFINED = "undefined"
+IMG_STATES = (IMG_NEW, IMG_PENDING_VERIFY, IMG_VALID, IMG_INVALID, IMG_ABORTED)
