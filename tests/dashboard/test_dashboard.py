@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.utils.browser import login
+from tests.utils.browser import element_screenshot, login
 from tests.utils.devices import HttpDevice, ring_bucket
 from tests.utils.waiting import wait_for
 
@@ -92,14 +92,14 @@ def test_overview_shows_the_halt_and_the_healthy_rollout_with_the_apis_numbers(s
         row = card.locator(f"[data-ring='{ring['ring']}']")
         assert [row.get_attribute(f"data-{k}") for k in ("devices", "confirmed", "failed", "pending")] == [
             str(ring[k]) for k in ("devices", "confirmed", "failed", "pending")]
-    card.screenshot(path=str(artifacts / "rollout-halted.png"))
+    element_screenshot(card, str(artifacts / "rollout-halted.png"))
 
     good = page.locator(f"[data-testid=rollout-{fleet['healthy']}]")
     assert good.get_attribute("data-state") == healthy["state"] == "running"
     assert good.locator("[data-testid=confirmed]").inner_text() == str(healthy["confirmed"])
     assert healthy["confirmed"] > 0 and healthy["failed"] == 0
     assert good.locator("[data-testid=halt-reason]").count() == 0
-    good.screenshot(path=str(artifacts / "rollout-healthy.png"))
+    element_screenshot(good, str(artifacts / "rollout-healthy.png"))
 
     # Version distribution: one bar per running version with the fleet's counts.
     bars = {b.get_attribute("data-label"): int(b.get_attribute("data-value")) for b in page.locator("svg.chart g.bar").all()}
@@ -200,7 +200,7 @@ def test_rollout_badges_say_waiting_and_are_not_green_over_failures(server, cli,
     assert card.get_attribute("data-state") == "waiting"
     assert card.locator("[data-testid=badge]").inner_text() == "waiting for devices"
     assert "none on channel 'lab'" in card.locator("[data-testid=status]").inner_text()
-    card.screenshot(path=str(artifacts / "rollout-waiting.png"))
+    element_screenshot(card, str(artifacts / "rollout-waiting.png"))
 
     devices = [HttpDevice.enroll(server, f"lab-{i:02d}", channel="lab") for i in range(4)]
     for d in devices:
@@ -218,4 +218,4 @@ def test_rollout_badges_say_waiting_and_are_not_green_over_failures(server, cli,
     assert "1 failed so far" in card.locator("[data-testid=status]").inner_text()
     status = cli("rollout", "status", "--channel", "lab")
     assert "running" in status.stdout and "1 failed so far" in status.stdout
-    card.screenshot(path=str(artifacts / "rollout-running-with-failures.png"))
+    element_screenshot(card, str(artifacts / "rollout-running-with-failures.png"))

@@ -3,8 +3,11 @@ scripts run in it, and host devices that update against the real server with ota
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,21 +65,32 @@ class MpyDevice:
                 *self.extra, *extra]
 
     def run(self, polls: int = 3, interval_ms: int = 100, *extra: str, timeout: float = 180) -> str:
-        """Run to completion (a reboot starts a new interpreter on the same flash). Returns the device log."""
-        r = subprocess.run(self.args(polls, interval_ms, *extra), capture_output=True, text=True, timeout=timeout)
-        assert r.returncode == 0, f"the MicroPython device exited {r.returncode}\n{r.stdout[-6000:]}\n{r.stderr[-4000:]}"
-        assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
-        return r.stdout
+        """Run to completion (a reboot is a new process with a new interpreter on the same flash, in the
+        same process group). Returns the device log."""
+        proc = subprocess.Popen(self.args(polls, interval_ms, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            raise AssertionError(f"the MicroPython device ran past {timeout} s\n{stdout[-6000:]}\n{stderr[-4000:]}") from None
+        assert proc.returncode == 0, f"the MicroPython device exited {proc.returncode}\n{stdout[-6000:]}\n{stderr[-4000:]}"
+        assert "Traceback" not in stdout + stderr, stdout + stderr
+        return stdout
 
     def start(self, polls: int = 0, interval_ms: int = 200, *extra: str) -> None:
         self.log_path = self.flash.with_suffix(".log")
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(self.args(polls, interval_ms, *extra), stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.args(polls, interval_ms, *extra), stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
 
     def kill(self) -> None:
-        """Pull the plug: SIGKILL, like a power loss."""
+        """Pull the plug: SIGKILL to the whole process group (the boot running now, whichever reset it
+        came from), like a power loss."""
         if self.proc is not None:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
     def log(self) -> str:

@@ -12,6 +12,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { spawnSync } from "node:child_process";
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -168,27 +169,31 @@ if (opts.command === "exec") {
     manifest_keys: [fs.readFileSync(opts.manifest_key, "utf8")], config_keys: [fs.readFileSync(opts.config_key, "utf8")],
     samples: fs.existsSync(opts.samples) ? fs.readFileSync(opts.samples, "utf8") : "",
   };
-  const started = Date.now();
-  // A reboot is a new interpreter: RAM is lost, the flash file stays, as on a reset.
-  for (;;) {
-    let outcome = "none";
-    const host = {
-      set_outcome: (o) => { outcome = o; },
-      config: JSON.stringify(config),
-      flash_read: (off, len) => flash.read(off, len),
-      flash_write: (off, hex) => flash.write(off, hex),
-      flash_erase: (off, len) => flash.erase(off, len),
-      millis_since_power_on: () => Date.now() - started,
-    };
-    const mp = await boot(host);
-    try {
-      await mp.runPythonAsync("import otaml_host\nawait otaml_host.main()");
-    } catch (e) {
-      if (!pythonError(e)) throw e;
-      process.exit(1);
-    }
-    if (outcome !== "reboot") process.exit(outcome === "ok" ? 0 : 3);
+  // Time since power-on survives a reset (Wi-Fi comes up --ip-after-ms after it), so a reboot passes it on.
+  const started = Number(process.env.OTAML_MPY_POWER_ON_MS) || Date.now();
+  let outcome = "none";
+  const host = {
+    set_outcome: (o) => { outcome = o; },
+    config: JSON.stringify(config),
+    flash_read: (off, len) => flash.read(off, len),
+    flash_write: (off, hex) => flash.write(off, hex),
+    flash_erase: (off, len) => flash.erase(off, len),
+    millis_since_power_on: () => Date.now() - started,
+  };
+  const mp = await boot(host);
+  try {
+    await mp.runPythonAsync("import otaml_host\nawait otaml_host.main()");
+  } catch (e) {
+    if (!pythonError(e)) throw e;
+    process.exit(1);
   }
+  if (outcome !== "reboot") process.exit(outcome === "ok" ? 0 : 3);
+  // A reset loses all RAM: the next boot is a new process (a second interpreter in this one would share
+  // it with the first one's timers and pending promises, which can still fire). The flash file stays.
+  const next = spawnSync(process.execPath, process.argv.slice(1), {
+    stdio: "inherit", env: { ...process.env, OTAML_MPY_POWER_ON_MS: String(started) },
+  });
+  process.exit(next.status ?? 1);
 } else {
   usage();
 }
