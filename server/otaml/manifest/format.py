@@ -12,14 +12,12 @@ import time
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from otaml.core.errors import ManifestError
 from otaml.manifest import rules, signing, strictjson
 from otaml.manifest.versions import Version
 
 MAX_MANIFEST_BYTES = 4096  # the firmware refuses larger bodies before verifying (bounded RAM)
-CHANNEL_RE = r"^[a-z0-9][a-z0-9._-]{0,31}$"  # for pydantic patterns (Rust regex: `$` is the very end)
 DEFAULT_CHANNEL = "stable"
 SUPPORTED_CHIPS = ("esp32", "esp32s2", "esp32s3", "esp32c2", "esp32c3", "esp32c5", "esp32c6", "esp32h2", "esp32p4")
 
@@ -28,39 +26,6 @@ class ManifestTooLargeError(ManifestError):
     """More bytes than any device reads: refused before anything else looks at them."""
 
     status = 413
-
-
-class Manifest(BaseModel):
-    """The fields of firmware.json, after the device's rules (``rules.check_manifest``) passed. Unknown
-    fields are kept: devices must ignore what they don't know."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    version: float = Field(description="legacy number MAJOR.MINOR, for clients that compare doubles")
-    file: str
-    semver: str
-    sha256: str
-    size: int
-    project: str
-    chip: str
-    secure_version: int
-    channel: str
-    manifest_version: int
-    issued_at: int
-    expires: int
-    key_id: str
-
-    @field_validator("chip")
-    @classmethod
-    def _known_chip(cls, v: str) -> str:
-        # The server's own rule on top of the device's (which only compares the chip with its own).
-        if v not in SUPPORTED_CHIPS:
-            raise ValueError(f"expected one of {', '.join(SUPPORTED_CHIPS)}, got {v!r}")
-        return v
-
-    @property
-    def parsed_version(self) -> Version:
-        return Version.parse(self.semver)
 
 
 def check_size(raw: bytes) -> None:
@@ -106,7 +71,7 @@ def build_manifest_bytes(
     return raw
 
 
-def parse_manifest(raw: bytes) -> Manifest:
+def parse_manifest(raw: bytes) -> rules.ManifestFields:
     """Parse and validate manifest bytes (no signature check: see ``read_manifest``).
 
     Raises:
@@ -115,14 +80,11 @@ def parse_manifest(raw: bytes) -> Manifest:
             to the server; the message names the rule or the field.
     """
     check_size(raw)
-    obj = strictjson.loads(raw)
-    fields = rules.check_manifest(obj)
-    try:
-        return Manifest.model_validate({**obj, "version": float(fields.version)}, strict=True)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "manifest"
-        raise ManifestError(f"invalid manifest field `{where}`: {first['msg']}") from None
+    fields = rules.check_manifest(strictjson.loads(raw))
+    # The server's own rule on top of the device's (which only compares the chip with its own).
+    if fields.chip not in SUPPORTED_CHIPS:
+        raise ManifestError(f"invalid manifest field `chip`: expected one of {', '.join(SUPPORTED_CHIPS)}, got {fields.chip!r}")
+    return fields
 
 
 def read_key_id_untrusted(raw: bytes) -> str:
@@ -135,7 +97,7 @@ def read_key_id_untrusted(raw: bytes) -> str:
     return kid
 
 
-def read_manifest(raw: bytes, signature_b64: str, public_key: ec.EllipticCurvePublicKey) -> Manifest:
+def read_manifest(raw: bytes, signature_b64: str, public_key: ec.EllipticCurvePublicKey) -> rules.ManifestFields:
     """Cap, verify, then parse: the device's order, for the server and tests."""
     check_size(raw)
     signing.verify(public_key, raw, signature_b64)

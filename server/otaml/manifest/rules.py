@@ -33,7 +33,8 @@ DEVICE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 @dataclass(frozen=True)
 class ManifestFields:
-    """The required fields of a manifest that passed every rule."""
+    """The required fields of a manifest that passed every rule (unknown fields are not kept: devices
+    ignore them, and so does the server)."""
 
     version: int | Decimal
     file: str
@@ -48,6 +49,10 @@ class ManifestFields:
     issued_at: int
     expires: int
     key_id: str
+
+    @property
+    def parsed_version(self) -> Version:
+        return Version.parse(self.semver)
 
 
 def _bad(name: str, expected: str, value: object) -> ManifestError:

@@ -29,7 +29,7 @@ from otaml.fleet.revision import bump_policy
 from otaml.image.app_image import load_app_image
 from otaml.image.embedded_model import check_embedded_models
 from otaml.manifest import signing
-from otaml.manifest.format import Manifest as ManifestDoc
+from otaml.manifest.rules import ManifestFields as ManifestDoc
 from otaml.manifest.format import read_key_id_untrusted, read_manifest
 from otaml.manifest.versions import Version, check_successor
 from otaml.models import Manifest, Release, SigningKey
@@ -171,7 +171,7 @@ def publish(
                 f"{staged.sha256[:12]}… and {staged.size} bytes"
             )
         expected_url = binary_url(settings.base_url, doc.sha256, filename)
-        if str(doc.file) != expected_url:
+        if doc.file != expected_url:
             raise ManifestError(f"expected `file` to be {expected_url}, got {doc.file}")
         image = load_app_image(staged.path.read_bytes(), doc.chip)
         if image.desc.version != doc.semver:
@@ -281,7 +281,7 @@ def refresh(
             name for name, want, got in [
                 ("semver", release.version, doc.semver), ("sha256", release.sha256, doc.sha256),
                 ("size", release.size, doc.size), ("chip", release.chip, doc.chip),
-                ("secure_version", release.secure_version, doc.secure_version), ("file", expected_url, str(doc.file)),
+                ("secure_version", release.secure_version, doc.secure_version), ("file", expected_url, doc.file),
             ] if want != got
         ]
         if mismatches:
