@@ -10,7 +10,8 @@ import pytest
 from otaml.image.synthetic import build_app_image
 from otaml.manifest import signing
 from tests.utils.postgres import PostgresCluster
-from tests.utils.processes import Cli, ServerProcess
+from tests.utils.mitm import Mitm
+from tests.utils.processes import Cli, ServerProcess, free_port
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,6 +40,41 @@ def server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
     srv = ServerProcess(tmp_path / "data", database_url=database_url).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def mitm_and_server(tmp_path, database_url):
+    """A forwarding proxy owns the path to the server's public address (OTAML_PUBLIC_URL is the proxy, so
+    manifests and binaries alike reach devices through it): it can tamper with answers and counts what
+    it sends (tests/utils/mitm.py). The CLI talks to the server directly."""
+    port = free_port()
+    with Mitm(f"http://127.0.0.1:{port}", tamper=lambda path, up: None) as mitm:
+        srv = ServerProcess(tmp_path / "data", port=port, database_url=database_url,
+                            env_extra={"OTAML_PUBLIC_URL": mitm.url}).start()
+        yield mitm, srv
+        srv.stop()
+
+
+@pytest.fixture
+def events(server):
+    def _events(device_id: str) -> list[dict]:
+        with server.admin() as admin:
+            r = admin.get(f"/api/devices/{device_id}/events", params={"limit": 1000})
+        assert r.status_code == 200, r.text
+        return list(reversed(r.json()["data"]))  # oldest first
+
+    return _events
+
+
+@pytest.fixture
+def device_state(server):
+    def _state(device_id: str) -> dict:
+        with server.admin() as admin:
+            r = admin.get(f"/api/devices/{device_id}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    return _state
 
 
 @pytest.fixture

@@ -5,24 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.utils.mitm import Mitm
-from tests.utils.processes import ROOT, Cli, ServerProcess, free_port
+from tests.utils.processes import ROOT, Cli
 from tests.utils.sim import SimDevice, build_host
 
 # The host build pins the committed test key (firmware/CMakeLists.txt), so publishes must use it.
 TEST_KEY = ROOT / "manifests" / "keys" / "test-release.pem"
-
-
-@pytest.fixture
-def mitm_and_server(tmp_path, database_url):
-    """The attacker owns the path to the server's public address: OTAML_PUBLIC_URL is the proxy, so
-    manifests and binaries alike reach devices through it. The CLI talks to the server directly."""
-    port = free_port()
-    with Mitm(f"http://127.0.0.1:{port}", tamper=lambda path, up: None) as mitm:
-        srv = ServerProcess(tmp_path / "data", port=port, database_url=database_url,
-                            env_extra={"OTAML_PUBLIC_URL": mitm.url}).start()
-        yield mitm, srv
-        srv.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -46,28 +33,6 @@ def enroll(cli, server, tmp_path):
         return SimDevice(tmp_path / f"{device_id}.flash", server_url or server.url, device_id, token)
 
     return _enroll
-
-
-@pytest.fixture
-def events(server):
-    def _events(device_id: str) -> list[dict]:
-        with server.admin() as admin:
-            r = admin.get(f"/api/devices/{device_id}/events", params={"limit": 1000})
-        assert r.status_code == 200, r.text
-        return list(reversed(r.json()["data"]))  # oldest first
-
-    return _events
-
-
-@pytest.fixture
-def device_state(server):
-    def _state(device_id: str) -> dict:
-        with server.admin() as admin:
-            r = admin.get(f"/api/devices/{device_id}")
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    return _state
 
 
 def kinds(evts: list[dict]) -> list[str]:

@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 
 from tests.firmware.conftest import TEST_KEY, kinds  # noqa: F401 - shared with the C device suite
-from tests.utils.mitm import Mitm
 from tests.utils.mpy import MpyDevice, check_runtime
-from tests.utils.processes import Cli, ServerProcess, free_port
+from tests.utils.processes import Cli
 from tests.utils.sim import build_host
 
 
@@ -21,18 +20,6 @@ def micropython_runtime() -> None:
 @pytest.fixture
 def cli(server, tmp_path: Path) -> Cli:
     return Cli(server, TEST_KEY, tmp_path)
-
-
-@pytest.fixture
-def mitm_and_server(tmp_path, database_url):
-    """The device reaches the server through a forwarding proxy (OTAML_PUBLIC_URL is the proxy, so
-    manifests and binaries both pass it) that can tamper with responses and counts what it sends."""
-    port = free_port()
-    with Mitm(f"http://127.0.0.1:{port}", tamper=lambda path, up: None) as mitm:
-        srv = ServerProcess(tmp_path / "data", port=port, database_url=database_url,
-                            env_extra={"OTAML_PUBLIC_URL": mitm.url}).start()
-        yield mitm, srv
-        srv.stop()
 
 
 @pytest.fixture
@@ -57,25 +44,3 @@ def enroll(cli, mitm, tmp_path):
         return MpyDevice(tmp_path / f"{device_id}.flash", mitm.url, device_id, json.loads(r.stdout)["token"])
 
     return _enroll
-
-
-@pytest.fixture
-def events(server):
-    def _events(device_id: str) -> list[dict]:
-        with server.admin() as admin:
-            r = admin.get(f"/api/devices/{device_id}/events", params={"limit": 1000})
-        assert r.status_code == 200, r.text
-        return list(reversed(r.json()["data"]))  # oldest first
-
-    return _events
-
-
-@pytest.fixture
-def device_state(server):
-    def _state(device_id: str) -> dict:
-        with server.admin() as admin:
-            r = admin.get(f"/api/devices/{device_id}")
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    return _state

@@ -3,17 +3,13 @@ scripts run in it, and host devices that update against the real server with ota
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import shutil
-import signal
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.utils.processes import ROOT
-from tests.utils.sim import SIM_PLAIN
+from tests.utils.sim import FlashDevice
 
 MPY = ROOT / "firmware" / "micropython"
 HOST = MPY / "host"
@@ -41,67 +37,13 @@ def run_script(script: str, *args: str, timeout: float = 300) -> str:
 
 
 @dataclass
-class MpyDevice:
-    """A MicroPython device on the host: the otaml package in the WebAssembly MicroPython, a flash file."""
+class MpyDevice(FlashDevice):
+    """A MicroPython device on the host: the otaml package in the WebAssembly MicroPython (a reset is a
+    new Node process with a new interpreter, in the same process group), on otaml-sim's flash file."""
 
-    flash: Path
-    server: str
-    device_id: str
-    token: str
-    extra: list[str] = field(default_factory=list)
-    proc: subprocess.Popen | None = None
-    log_path: Path | None = None
-
-    def flash_image(self, image: Path) -> str:
-        """Like a first USB flash: otaml-sim writes the same partition table and image into the file."""
-        r = subprocess.run([str(SIM_PLAIN), "--flash", str(self.flash), "flash", str(image)],
-                           capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr + r.stdout
-        return r.stdout
-
-    def args(self, polls: int, interval_ms: int, *extra: str) -> list[str]:
+    def command(self, polls: int, interval_ms: int, *extra: str) -> list[str]:
         return [NODE, str(RUNNER), "--flash", str(self.flash), "run", "--server", self.server, "--device-id",
-                self.device_id, "--token", self.token, "--polls", str(polls), "--interval-ms", str(interval_ms),
-                *self.extra, *extra]
+                self.device_id, "--token", self.token, "--polls", str(polls), "--interval-ms", str(interval_ms), *extra]
 
-    def run(self, polls: int = 3, interval_ms: int = 100, *extra: str, timeout: float = 180) -> str:
-        """Run to completion (a reboot is a new process with a new interpreter on the same flash, in the
-        same process group). Returns the device log."""
-        proc = subprocess.Popen(self.args(polls, interval_ms, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate()
-            raise AssertionError(f"the MicroPython device ran past {timeout} s\n{stdout[-6000:]}\n{stderr[-4000:]}") from None
-        assert proc.returncode == 0, f"the MicroPython device exited {proc.returncode}\n{stdout[-6000:]}\n{stderr[-4000:]}"
+    def check_output(self, stdout: str, stderr: str) -> None:
         assert "Traceback" not in stdout + stderr, stdout + stderr
-        return stdout
-
-    def start(self, polls: int = 0, interval_ms: int = 200, *extra: str) -> None:
-        self.log_path = self.flash.with_suffix(".log")
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(self.args(polls, interval_ms, *extra), stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    def kill(self) -> None:
-        """Pull the plug: SIGKILL to the whole process group (the boot running now, whichever reset it
-        came from), like a power loss."""
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
-
-    def info(self) -> dict:
-        """Boot slot, slot states and the store, read from the flash file by otaml-sim."""
-        r = subprocess.run([str(SIM_PLAIN), "--flash", str(self.flash), "info"], capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout)
-
-    def booted_version(self) -> str:
-        info = self.info()
-        return next(s["version"] for s in info["slots"] if s["label"] == info["boot_slot"])

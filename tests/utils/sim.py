@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,64 +33,82 @@ def build_host() -> None:
 
 
 @dataclass
-class SimDevice:
+class FlashDevice:
+    """A device on the host that updates against the real server: a flash file in otaml-sim's layout
+    (the emulated 4 MB SPI flash) and the program that runs on it. Subclasses say what runs (the C
+    firmware's otaml-sim, the MicroPython client); flashing and reading the flash are otaml-sim's."""
+
     flash: Path
     server: str
     device_id: str
     token: str
-    binary: Path = SIM
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     extra: list[str] = field(default_factory=list)
 
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        # LeakSanitizer runs at exit of every (re-executed) process; a leak fails the run.
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=23")
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-        return env
+    def command(self, polls: int, interval_ms: int, *extra: str) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def check_output(self, stdout: str, stderr: str) -> None:
+        """A finished run's output, beyond its exit status (e.g. sanitizer reports)."""
+
+    @property
+    def flasher(self) -> Path:
+        return SIM_PLAIN
 
     def flash_image(self, image: Path) -> str:
-        r = subprocess.run([str(self.binary), "--flash", str(self.flash), "flash", str(image)],
-                           capture_output=True, text=True, env=self._env(), timeout=60)
+        """Like a first USB flash: the partition table and the image, into the flash file."""
+        r = subprocess.run([str(self.flasher), "--flash", str(self.flash), "flash", str(image)],
+                           capture_output=True, text=True, env=self.env(), timeout=60)
         assert r.returncode == 0, r.stderr + r.stdout
         return r.stdout
 
     def args(self, polls: int, interval_ms: int, *extra: str) -> list[str]:
-        return [str(self.binary), "--flash", str(self.flash), "run", "--server", self.server,
-                "--device-id", self.device_id, "--token", self.token, "--polls", str(polls),
-                "--interval-ms", str(interval_ms), *self.extra, *extra]
+        return self.command(polls, interval_ms, *self.extra, *extra)
 
-    def run(self, polls: int = 3, interval_ms: int = 100, *extra: str, timeout: float = 120) -> str:
-        """Run to completion (reboots re-execute the same process). Returns the device log."""
-        r = subprocess.run(self.args(polls, interval_ms, *extra), capture_output=True, text=True,
-                           env=self._env(), timeout=timeout)
-        assert r.returncode == 0, f"otaml-sim exited {r.returncode}\n{r.stdout}\n{r.stderr}"
-        assert "ERROR: " not in r.stderr, r.stderr  # sanitizer reports
-        return r.stdout
+    def run(self, polls: int = 3, interval_ms: int = 100, *extra: str, timeout: float = 180) -> str:
+        """Run to completion (reboots included: every boot runs in the same process group). Returns the
+        device log."""
+        proc = subprocess.Popen(self.args(polls, interval_ms, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=self.env(), start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            raise AssertionError(f"{self.device_id} ran past {timeout} s\n{stdout[-6000:]}\n{stderr[-4000:]}") from None
+        assert proc.returncode == 0, f"{self.device_id} exited {proc.returncode}\n{stdout[-6000:]}\n{stderr[-4000:]}"
+        self.check_output(stdout, stderr)
+        return stdout
 
     def start(self, polls: int = 0, interval_ms: int = 200, *extra: str) -> None:
         self.log_path = self.flash.with_suffix(".log")
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(self.args(polls, interval_ms, *extra), stdout=log, stderr=subprocess.STDOUT,
-                                     env=self._env())
+                                     env=self.env(), start_new_session=True)
 
     def kill(self) -> None:
-        """Pull the plug: SIGKILL, no cleanup, like a power loss."""
+        """Pull the plug: SIGKILL to the process group (whichever boot runs now), no cleanup, like a
+        power loss."""
         if self.proc is not None:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
     def info(self) -> dict:
+        """Boot slot, slot states and the store, read from the flash file by otaml-sim."""
         r = subprocess.run([str(SIM_PLAIN), "--flash", str(self.flash), "info"], capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
     def read_partition(self, label: str) -> bytes:
-        """The raw bytes of a partition in the flash file (the emulated 4 MB SPI flash)."""
+        """The raw bytes of a partition in the flash file."""
         offset, size = partition(label)
         with open(self.flash, "rb") as f:
             f.seek(offset)
@@ -97,3 +117,29 @@ class SimDevice:
     def booted_version(self) -> str:
         info = self.info()
         return next(s["version"] for s in info["slots"] if s["label"] == info["boot_slot"])
+
+
+@dataclass
+class SimDevice(FlashDevice):
+    """The C firmware: otaml-sim (a reboot re-executes the same process)."""
+
+    binary: Path = SIM
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # LeakSanitizer runs at exit of every (re-executed) process; a leak fails the run.
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=23")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        return env
+
+    @property
+    def flasher(self) -> Path:
+        return self.binary
+
+    def command(self, polls: int, interval_ms: int, *extra: str) -> list[str]:
+        return [str(self.binary), "--flash", str(self.flash), "run", "--server", self.server,
+                "--device-id", self.device_id, "--token", self.token, "--polls", str(polls),
+                "--interval-ms", str(interval_ms), *extra]
+
+    def check_output(self, stdout: str, stderr: str) -> None:
+        assert "ERROR: " not in stderr, stderr  # sanitizer reports
