@@ -37,6 +37,9 @@ void otaml_port_log(otaml_log_level_t level, const char *tag, const char *fmt, .
 int64_t otaml_port_trusted_time(void);
 /** A random 32-bit value (poll jitter; not for cryptography). */
 uint32_t otaml_port_random(void);
+/** Cryptographically strong random bytes (a token the device chooses when it claims itself):
+ * esp_fill_random on the device, getrandom on the host. @return OTAML_OK, OTAML_ERR_IO. */
+otaml_status_t otaml_port_random_bytes(uint8_t *buf, size_t len);
 /** Block the calling task for ms milliseconds; other tasks keep running (vTaskDelay on the device). */
 void otaml_port_delay_ms(uint32_t ms);
 
@@ -81,6 +84,7 @@ typedef struct {
     char signature[128];              /* X-Otaml-Signature, "" if absent */
     char config[OTAML_MAX_CONFIG_B64 + 1];               /* X-Otaml-Config, "" if absent or too long */
     char config_signature[OTAML_MAX_SIGNATURE_B64 + 1];  /* X-Otaml-Config-Signature */
+    char new_token[OTAML_MAX_TOKEN + 1];                 /* X-Otaml-New-Token, "" if absent or too long */
 } otaml_http_response_t;
 
 /**

@@ -61,7 +61,7 @@ otaml_status_t otaml_agent_post_event(otaml_agent_t *a, otaml_event_t kind, cons
     if (body == NULL) return OTAML_ERR_NO_MEM;
 
     char auth[160];
-    snprintf(auth, sizeof(auth), "Bearer %s", a->cfg.token);
+    snprintf(auth, sizeof(auth), "Bearer %s", otaml_agent_auth_token(a));
     const otaml_header_t headers[] = {{"Authorization", auth}};
     int status = 0;
     otaml_status_t st = otaml_port_http_post(a->events_url, headers, 1, "application/json", body, strlen(body), &status);
@@ -166,7 +166,16 @@ otaml_status_t otaml_agent_init(otaml_agent_t *a, const otaml_agent_config_t *cf
         cfg->token == NULL || cfg->project == NULL || cfg->chip == NULL || cfg->keyring == NULL) {
         return OTAML_ERR_INVALID_ARG;
     }
+    if (strlen(cfg->token) > OTAML_MAX_TOKEN || (cfg->token[0] == '\0' && cfg->claim_token == NULL)) {
+        return OTAML_ERR_INVALID_ARG;
+    }
     a->cfg = *cfg;
+    snprintf(a->token, sizeof(a->token), "%s", cfg->token);
+    /* A rotated token stored before a reset is tried first (otaml_token.c). */
+    if (otaml_port_store_get_str("token_nx", a->token_next, sizeof(a->token_next)) != OTAML_OK ||
+        !otaml_token_valid(a->token_next) || a->token[0] == '\0') {
+        a->token_next[0] = '\0';
+    }
     int n1 = snprintf(a->manifest_url, sizeof(a->manifest_url), "%s/channels/%s/firmware.json", cfg->server_url, cfg->channel);
     int n2 = snprintf(a->events_url, sizeof(a->events_url), "%s/api/devices/%s/events", cfg->server_url, cfg->device_id);
     if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof(a->manifest_url) || (size_t)n2 >= sizeof(a->events_url)) {
@@ -186,7 +195,7 @@ otaml_status_t otaml_agent_init(otaml_agent_t *a, const otaml_agent_config_t *cf
 void otaml_agent_checkin_headers(otaml_agent_t *a, otaml_checkin_t *c, bool with_etag)
 {
     c->n = 0;
-    snprintf(c->auth, sizeof(c->auth), "Bearer %s", a->cfg.token);
+    snprintf(c->auth, sizeof(c->auth), "Bearer %s", otaml_agent_auth_token(a));
     snprintf(c->mv, sizeof(c->mv), "%llu", (unsigned long long)a->installed_manifest_version);
     snprintf(c->sv, sizeof(c->sv), "%u", (unsigned)a->running.secure_version);
     c->h[c->n++] = (otaml_header_t){OTAML_H_DEVICE_ID, a->cfg.device_id};
@@ -434,6 +443,10 @@ static otaml_poll_outcome_t prv_install(otaml_agent_t *a, const otaml_manifest_t
 otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
 {
     *outcome = OTAML_POLL_IDLE;
+    if (a->token[0] == '\0') {
+        otaml_status_t claimed = otaml_agent_claim(a);
+        if (claimed != OTAML_OK) return claimed == OTAML_ERR_TRANSPORT ? claimed : OTAML_OK;
+    }
     otaml_agent_outbox_flush(a);
 
     otaml_checkin_t c;
@@ -444,6 +457,10 @@ otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
     otaml_http_response_t resp;
     otaml_status_t st = otaml_port_http_get(a->manifest_url, c.h, c.n, otaml_agent_buffer_sink, &body, &resp);
     if (st == OTAML_OK || body.overflow) prv_config_take(a, &resp);
+    if (st == OTAML_OK && otaml_agent_token_answer(a, &resp, resp.poll_interval_s > 0)) {
+        free(body.buf);
+        return OTAML_OK; /* the next poll asks again with the previous token */
+    }
 
     if (resp.poll_interval_s > 0) {
         uint32_t floor_s = a->cfg.min_poll_interval_s;
@@ -466,6 +483,7 @@ otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
     if (resp.status != 200) {
         free(body.buf);
         if (resp.status == 401) OTAML_LOGE(TAG, "server refused device %s: check its id and token", a->cfg.device_id);
+        else if (resp.status == 403) OTAML_LOGW(TAG, "device %s waits for an operator to accept it", a->cfg.device_id);
         else if (resp.status != 304 && resp.status != 404) OTAML_LOGW(TAG, "poll answered HTTP %d", resp.status);
         else OTAML_LOGD(TAG, "poll: HTTP %d", resp.status);
         return OTAML_OK;

@@ -81,8 +81,11 @@ static prv_answer_t prv_ask_server(otaml_agent_t *a, char *why, size_t size)
     bool from_server = resp.poll_interval_s > 0;
     int s = resp.status;
     prv_answer_t answer = PRV_NO_ANSWER;
+    bool token_retry = st == OTAML_OK && otaml_agent_token_answer(a, &resp, from_server);
     if (st != OTAML_OK && !body.overflow) {
         snprintf(why, size, "%s", otaml_status_to_str(st));
+    } else if (token_retry) {
+        snprintf(why, size, "the rotated token was refused: asking again with the previous one");
     } else if (from_server && (s == 400 || s == 401)) {
         snprintf(why, size, "the server refused this image's check-in: HTTP %d (%s)", s,
                  s == 401 ? "device id or token" : "malformed check-in");

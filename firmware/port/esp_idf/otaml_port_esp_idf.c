@@ -64,6 +64,14 @@ int64_t otaml_port_trusted_time(void)
 
 uint32_t otaml_port_random(void) { return esp_random(); }
 
+/* The hardware RNG is a true random source while Wi-Fi (or the bootloader's entropy source) runs: the
+ * device claims its token after Wi-Fi is up. */
+otaml_status_t otaml_port_random_bytes(uint8_t *buf, size_t len)
+{
+    esp_fill_random(buf, len);
+    return OTAML_OK;
+}
+
 void otaml_port_delay_ms(uint32_t ms) { vTaskDelay(pdMS_TO_TICKS(ms)); }
 
 /* ---- network ---- */
@@ -164,6 +172,8 @@ static esp_err_t prv_on_event(esp_http_client_event_t *evt)
         if (strlen(evt->header_value) < sizeof(resp->config_signature)) {
             strcpy(resp->config_signature, evt->header_value);
         }
+    } else if (strcasecmp(evt->header_key, OTAML_H_NEW_TOKEN) == 0) {
+        if (strlen(evt->header_value) < sizeof(resp->new_token)) strcpy(resp->new_token, evt->header_value);
     }
     return ESP_OK;
 }
