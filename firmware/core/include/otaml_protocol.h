@@ -33,6 +33,9 @@ extern "C" {
 #define OTAML_H_ML_COUNTERS "X-Otaml-Ml-Counters"
 #define OTAML_H_ML_LATENCY_US "X-Otaml-Ml-Latency-Us"
 #define OTAML_H_NEW_TOKEN "X-Otaml-New-Token"
+#define OTAML_H_KEYSET_VERSION "X-Otaml-Keyset-Version"
+#define OTAML_H_KEYSET "X-Otaml-Keyset"
+#define OTAML_H_KEYSET_SIGNATURE "X-Otaml-Keyset-Signature"
 
 #define OTAML_REASON_LIST(X)                                       \
     X(OTAML_REASON_OK, "ok")                                       \

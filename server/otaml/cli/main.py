@@ -17,7 +17,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from otaml import __version__
-from otaml.cli import fleet, publishing
+from otaml.cli import fleet, provision, publishing
 from otaml.cli.client import ReleaseClient
 from otaml.cli.options import err, json_option, key_option, out, server_option, token_option
 from otaml.core.config import INSECURE_ADMIN_TOKEN
@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
+cli.add_command(provision.provision)
+cli.add_command(provision.claim)
+cli.add_command(provision.key)
 cli.add_command(fleet.rollout)
 cli.add_command(fleet.device)
 cli.add_command(fleet.config)
