@@ -271,11 +271,11 @@ static int cmd_info(void)
         cJSON_AddBoolToObject(slot, "valid_image", img.valid);
         cJSON_AddItemToArray(slots, slot);
     }
-    sim_port_config_t cfg = {.booted_slot = boot < 0 ? 0 : boot};
+    sim_port_config_t cfg = {.booted_slot = boot < 0 ? 0 : boot, .log_stderr = true};
     sim_port_configure(&cfg);
     cJSON *nvs = cJSON_AddObjectToObject(root, "nvs");
     const sim_partition_t *np = sim_flash_partition("nvs");
-    if (np != NULL && sim_nvs_mount(np->offset, np->size) == OTAML_OK) {
+    if (np != NULL && sim_nvs_mount_readonly(np->offset, np->size) == OTAML_OK) {
         sim_nvs_foreach("otaml", prv_nvs_item, nvs);
         sim_nvs_unmount();
     }

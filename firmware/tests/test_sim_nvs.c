@@ -15,7 +15,7 @@
 #define NVS_OFF 0x9000u
 #define NVS_SIZE 0x4000u
 
-static char s_path[] = "/tmp/otaml-nvs-XXXXXX";
+static char s_path[1024] = "/tmp/otaml-nvs-XXXXXX";
 
 static void reboot(void)
 {
@@ -34,11 +34,17 @@ static void check_str(const char *key, const char *want)
     if (st == OTAML_OK) CHECK_EQ_STR(buf, want);
 }
 
-int main(void)
+/* test_sim_nvs [KEEP]: with a path, the flash file is written there and kept, so tests/firmware/test_nvs.py
+ * can read what garbage collection and power cuts left with an independent reader and ESP-IDF's nvs_tool. */
+int main(int argc, char **argv)
 {
     int fd = mkstemp(s_path);
     close(fd);
     unlink(s_path);
+    if (argc > 1) {
+        snprintf(s_path, sizeof(s_path), "%s", argv[1]);
+        unlink(s_path);
+    }
     CHECK_EQ_INT(sim_flash_open(s_path), OTAML_OK);
     CHECK_EQ_INT(sim_nvs_mount(NVS_OFF, NVS_SIZE), OTAML_OK);
 
@@ -112,7 +118,7 @@ int main(void)
 
     sim_nvs_unmount();
     sim_flash_close();
-    unlink(s_path);
+    if (argc <= 1) unlink(s_path);
     printf("%d passed, %d failed\n", s_checks_passed, s_checks_failed);
     return s_checks_failed ? 1 : 0;
 }

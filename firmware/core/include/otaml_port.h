@@ -85,7 +85,15 @@ typedef struct {
     char config[OTAML_MAX_CONFIG_B64 + 1];               /* X-Otaml-Config, "" if absent or too long */
     char config_signature[OTAML_MAX_SIGNATURE_B64 + 1];  /* X-Otaml-Config-Signature */
     char new_token[OTAML_MAX_TOKEN + 1];                 /* X-Otaml-New-Token, "" if absent or too long */
+    /* X-Otaml-Keyset goes into a buffer the caller owns (it is 1.4 KB and rare: the poll alone asks for
+     * it); NULL: not captured. Ports keep these two fields when they reset the rest. */
+    char *keyset;
+    size_t keyset_cap;
+    char keyset_signature[OTAML_MAX_SIGNATURE_B64 + 1]; /* X-Otaml-Keyset-Signature */
 } otaml_http_response_t;
+
+/** Reset a response, keeping the caller's keyset buffer (emptied). For ports. */
+void otaml_http_response_reset(otaml_http_response_t *resp);
 
 /**
  * GET url with extra headers. The body of a 2xx response is passed to sink (may be NULL to discard);

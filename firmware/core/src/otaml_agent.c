@@ -176,6 +176,9 @@ otaml_status_t otaml_agent_init(otaml_agent_t *a, const otaml_agent_config_t *cf
         !otaml_token_valid(a->token_next) || a->token[0] == '\0') {
         a->token_next[0] = '\0';
     }
+    a->ring = cfg->keyring;
+    a->keyset_version = cfg->keyset_version;
+    otaml_agent_keyset_load(a);
     int n1 = snprintf(a->manifest_url, sizeof(a->manifest_url), "%s/channels/%s/firmware.json", cfg->server_url, cfg->channel);
     int n2 = snprintf(a->events_url, sizeof(a->events_url), "%s/api/devices/%s/events", cfg->server_url, cfg->device_id);
     if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof(a->manifest_url) || (size_t)n2 >= sizeof(a->events_url)) {
@@ -205,6 +208,8 @@ void otaml_agent_checkin_headers(otaml_agent_t *a, otaml_checkin_t *c, bool with
     c->h[c->n++] = (otaml_header_t){OTAML_H_OTA_STATE, otaml_img_state_to_str(a->running.state)};
     c->h[c->n++] = (otaml_header_t){OTAML_H_MANIFEST_VERSION, c->mv};
     c->h[c->n++] = (otaml_header_t){OTAML_H_SECURE_VERSION, c->sv};
+    snprintf(c->ks_ver, sizeof(c->ks_ver), "%llu", (unsigned long long)a->keyset_version);
+    c->h[c->n++] = (otaml_header_t){OTAML_H_KEYSET_VERSION, c->ks_ver};
     if (with_etag && a->etag[0]) c->h[c->n++] = (otaml_header_t){"If-None-Match", a->etag};
     if (a->cfg.config_keyring != NULL) {
         snprintf(c->cfg_rev, sizeof(c->cfg_rev), "%llu", (unsigned long long)a->config.revision);
@@ -216,7 +221,17 @@ void otaml_agent_checkin_headers(otaml_agent_t *a, otaml_checkin_t *c, bool with
     }
 }
 
-/* ---- bounded body buffer, manifest signature ---- */
+/* ---- responses, bounded body buffer, manifest signature ---- */
+
+void otaml_http_response_reset(otaml_http_response_t *resp)
+{
+    char *keyset = resp->keyset;
+    size_t cap = resp->keyset_cap;
+    memset(resp, 0, sizeof(*resp));
+    resp->keyset = keyset;
+    resp->keyset_cap = cap;
+    if (keyset != NULL && cap > 0) keyset[0] = '\0';
+}
 
 otaml_status_t otaml_agent_buffer_sink(void *ctx, const uint8_t *data, size_t len)
 {
@@ -238,7 +253,7 @@ void otaml_agent_manifest_signature(otaml_agent_t *a, const otaml_http_response_
     char sig_url[272];
     uint8_t sig_buf[OTAML_MAX_SIGNATURE_B64 + 2];
     otaml_buffer_t sb = {.buf = sig_buf, .cap = sizeof(sig_buf) - 1};
-    otaml_http_response_t sresp;
+    otaml_http_response_t sresp = {0};
     snprintf(sig_url, sizeof(sig_url), "%s.sig", a->manifest_url);
     if (otaml_port_http_get(sig_url, NULL, 0, otaml_agent_buffer_sink, &sb, &sresp) == OTAML_OK && sresp.status == 200) {
         while (sb.len > 0 && (sig_buf[sb.len - 1] == '\n' || sig_buf[sb.len - 1] == '\r')) sb.len--;
@@ -366,7 +381,7 @@ static otaml_poll_outcome_t prv_install(otaml_agent_t *a, const otaml_manifest_t
         snprintf(range, sizeof(range), "bytes=%u-", (unsigned)s.resume_offset);
         headers[n_headers++] = (otaml_header_t){"Range", range};
     }
-    otaml_http_response_t resp;
+    otaml_http_response_t resp = {0};
     s.resp = &resp;
     st = otaml_port_http_get(m->file, headers, n_headers, prv_image_sink, &s, &resp);
 
@@ -454,8 +469,14 @@ otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
     otaml_buffer_t body = {.cap = OTAML_MAX_MANIFEST_BYTES};
     body.buf = malloc(body.cap);
     if (body.buf == NULL) return OTAML_ERR_NO_MEM;
-    otaml_http_response_t resp;
+    otaml_http_response_t resp = {0};
+    resp.keyset = malloc(OTAML_MAX_KEYSET_B64 + 1); /* released right after the request */
+    resp.keyset_cap = resp.keyset != NULL ? OTAML_MAX_KEYSET_B64 + 1 : 0;
     otaml_status_t st = otaml_port_http_get(a->manifest_url, c.h, c.n, otaml_agent_buffer_sink, &body, &resp);
+    if ((st == OTAML_OK || body.overflow) && resp.poll_interval_s > 0) otaml_agent_keyset_take(a, &resp);
+    free(resp.keyset);
+    resp.keyset = NULL;
+    resp.keyset_cap = 0;
     if (st == OTAML_OK || body.overflow) prv_config_take(a, &resp);
     if (st == OTAML_OK && otaml_agent_token_answer(a, &resp, resp.poll_interval_s > 0)) {
         free(body.buf);
@@ -506,7 +527,7 @@ otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
     };
     otaml_version_parse(a->running.version, &ctx.running_version);
     otaml_reason_t reason;
-    otaml_decision_t d = otaml_policy_evaluate(a->cfg.keyring, body.buf, body.len, signature, &ctx, &m, &reason);
+    otaml_decision_t d = otaml_policy_evaluate(a->ring, body.buf, body.len, signature, &ctx, &m, &reason);
     free(body.buf);
 
     switch (d) {

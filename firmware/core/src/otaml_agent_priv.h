@@ -38,9 +38,15 @@ typedef struct {
     char mv[24];
     char sv[12];
     char cfg_rev[24];
+    char ks_ver[24];
 } otaml_checkin_t;
 
 void otaml_agent_checkin_headers(otaml_agent_t *a, otaml_checkin_t *c, bool with_etag);
+
+/** Load the key set stored in NVS (if any, and newer than the built-in one) into agent->ring. */
+void otaml_agent_keyset_load(otaml_agent_t *a);
+/** Apply a key set from a poll answer (X-Otaml-Keyset), after the device's checks (otaml_keyset.h). */
+void otaml_agent_keyset_take(otaml_agent_t *a, const otaml_http_response_t *resp);
 
 /** A token as the protocol spells one: 16 to 64 characters of A-Z a-z 0-9 - _. */
 bool otaml_token_valid(const char *token);

@@ -122,3 +122,67 @@ otaml_status_t otaml_agent_claim(otaml_agent_t *a)
     OTAML_LOGI(TAG, "claimed %s%s", a->cfg.device_id, status == 202 ? ": waiting for an operator to accept it" : "");
     return OTAML_OK;
 }
+
+/* ---- key sets (manifests/README.md, "Key rotation") ---- */
+
+static const char *KS_TAG = "otaml_keyset";
+
+static void prv_keyset_use(otaml_agent_t *a, const otaml_keyset_t *set)
+{
+    a->keyset = *set;
+    if (otaml_keyset_keyring(&a->keyset, &a->keyset_ring) != OTAML_OK) {
+        OTAML_LOGE(KS_TAG, "key set %llu holds an unusable key: keeping the keys in use",
+                   (unsigned long long)set->version);
+        return;
+    }
+    a->ring = &a->keyset_ring;
+    a->keyset_version = set->version;
+    char ids[OTAML_MAX_KEYS * 17 + 1] = "";
+    for (size_t i = 0; i < a->keyset.count; i++) {
+        strcat(ids, a->keyset.key_id[i]);
+        if (i + 1 < a->keyset.count) strcat(ids, " ");
+    }
+    OTAML_LOGI(KS_TAG, "manifests are verified with key set %llu: %s", (unsigned long long)set->version, ids);
+}
+
+void otaml_agent_keyset_load(otaml_agent_t *a)
+{
+    char *b64 = malloc(OTAML_MAX_KEYSET_B64 + 1);
+    uint8_t *body = malloc(OTAML_MAX_KEYSET_B64 / 4 * 3);
+    otaml_keyset_t *set = malloc(sizeof(*set));
+    size_t len = 0;
+    if (b64 != NULL && body != NULL && set != NULL &&
+        otaml_port_store_get_str("keyset", b64, OTAML_MAX_KEYSET_B64 + 1) == OTAML_OK) {
+        /* It was verified with the keys in use when it arrived; here it is parsed by the same rules again,
+         * and one that no longer parses, or is not newer than the built-in set, is not used. */
+        if (otaml_base64_decode_strict(b64, strlen(b64), body, OTAML_MAX_KEYSET_B64 / 4 * 3, &len) != OTAML_OK ||
+            otaml_keyset_parse(body, len, set) != OTAML_OK || strcmp(set->project, a->cfg.project) != 0) {
+            OTAML_LOGE(KS_TAG, "stored key set unreadable: verifying with the built-in keys");
+        } else if (set->version > a->keyset_version) {
+            prv_keyset_use(a, set);
+        }
+    }
+    free(set);
+    free(body);
+    free(b64);
+}
+
+void otaml_agent_keyset_take(otaml_agent_t *a, const otaml_http_response_t *resp)
+{
+    if (resp->keyset == NULL || resp->keyset[0] == '\0') return;
+    otaml_keyset_t *set = malloc(sizeof(*set));
+    if (set == NULL) return;
+    otaml_keyset_verdict_t v = otaml_keyset_verify(a->ring, resp->keyset, resp->keyset_signature, a->cfg.project,
+                                                   a->keyset_version, set);
+    if (v != OTAML_KEYSET_OK) {
+        OTAML_LOGW(KS_TAG, "key set refused: %s (keeping key set %llu)", otaml_keyset_verdict_to_str(v),
+                   (unsigned long long)a->keyset_version);
+    } else if (otaml_port_store_set_str("keyset", resp->keyset) != OTAML_OK) {
+        /* Stored first: a key set in use but lost at the next reset would make the device refuse the manifests
+         * of the new keys until the server sent the chain again. */
+        OTAML_LOGE(KS_TAG, "cannot store key set %llu; taking it at the next poll", (unsigned long long)set->version);
+    } else {
+        prv_keyset_use(a, set);
+    }
+    free(set);
+}

@@ -174,6 +174,10 @@ static esp_err_t prv_on_event(esp_http_client_event_t *evt)
         }
     } else if (strcasecmp(evt->header_key, OTAML_H_NEW_TOKEN) == 0) {
         if (strlen(evt->header_value) < sizeof(resp->new_token)) strcpy(resp->new_token, evt->header_value);
+    } else if (strcasecmp(evt->header_key, OTAML_H_KEYSET) == 0 && resp->keyset != NULL) {
+        if (strlen(evt->header_value) < resp->keyset_cap) strcpy(resp->keyset, evt->header_value);
+    } else if (strcasecmp(evt->header_key, OTAML_H_KEYSET_SIGNATURE) == 0) {
+        if (strlen(evt->header_value) < sizeof(resp->keyset_signature)) strcpy(resp->keyset_signature, evt->header_value);
     }
     return ESP_OK;
 }
@@ -198,7 +202,7 @@ static esp_http_client_handle_t prv_client(const char *url, otaml_http_response_
         .user_data = resp,
         .method = method,
         .keep_alive_enable = true,
-        .buffer_size = 2048,    /* response headers: X-Otaml-Config is up to 700 characters */
+        .buffer_size = 2048,    /* response headers: X-Otaml-Keyset is up to 1368 characters */
         .buffer_size_tx = 1536, /* request headers: the check-in with ML counters and config */
     };
     return esp_http_client_init(&config);
@@ -207,7 +211,7 @@ static esp_http_client_handle_t prv_client(const char *url, otaml_http_response_
 otaml_status_t otaml_port_http_get(const char *url, const otaml_header_t *headers, size_t n_headers,
                                    otaml_body_sink_t sink, void *sink_ctx, otaml_http_response_t *resp)
 {
-    memset(resp, 0, sizeof(*resp));
+    otaml_http_response_reset(resp);
     resp->content_length = -1;
     esp_http_client_handle_t client = prv_client(url, resp, HTTP_METHOD_GET);
     if (client == NULL) return OTAML_ERR_TRANSPORT;

@@ -61,8 +61,9 @@ void otaml_port_log(otaml_log_level_t level, const char *tag, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stdout, "%c (%u) %s: %s\n", letters[level], prv_millis(), tag, msg);
-    fflush(stdout);
+    FILE *out = s_cfg.log_stderr ? stderr : stdout;
+    fprintf(out, "%c (%u) %s: %s\n", letters[level], prv_millis(), tag, msg);
+    fflush(out);
 }
 
 int64_t otaml_port_trusted_time(void) { return s_cfg.trusted_time ? (int64_t)time(NULL) : 0; }
@@ -184,14 +185,14 @@ static size_t prv_on_header(char *data, size_t size, size_t nitems, void *userda
 {
     prv_transfer_t *t = userdata;
     size_t len = size * nitems;
-    char line[1024];
+    char line[2048]; /* X-Otaml-Keyset is up to 1368 characters; a longer line is cut, then refused */
     size_t n = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
     memcpy(line, data, n);
     line[n] = '\0';
     while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == '\n')) line[--n] = '\0';
     if (strncmp(line, "HTTP/", 5) == 0) { /* a new response (after a redirect or 100): start over */
         const char *sp = strchr(line, ' ');
-        memset(t->resp, 0, sizeof(*t->resp));
+        otaml_http_response_reset(t->resp);
         t->resp->content_length = -1;
         t->resp->status = sp ? atoi(sp + 1) : 0;
         return len;
@@ -209,6 +210,11 @@ static size_t prv_on_header(char *data, size_t size, size_t nitems, void *userda
         prv_copy_bounded(t->resp->config_signature, sizeof(t->resp->config_signature), value);
     }
     else if (strcasecmp(line, OTAML_H_NEW_TOKEN) == 0) prv_copy_bounded(t->resp->new_token, sizeof(t->resp->new_token), value);
+    else if (strcasecmp(line, OTAML_H_KEYSET) == 0 && t->resp->keyset != NULL) {
+        prv_copy_bounded(t->resp->keyset, t->resp->keyset_cap, value);
+    } else if (strcasecmp(line, OTAML_H_KEYSET_SIGNATURE) == 0) {
+        prv_copy_bounded(t->resp->keyset_signature, sizeof(t->resp->keyset_signature), value);
+    }
     else if (strcasecmp(line, "Content-Length") == 0) t->resp->content_length = strtoll(value, NULL, 10);
     return len;
 }
@@ -284,7 +290,7 @@ static otaml_status_t prv_perform(CURL *curl, prv_transfer_t *t)
 otaml_status_t otaml_port_http_get(const char *url, const otaml_header_t *headers, size_t n_headers,
                                    otaml_body_sink_t sink, void *sink_ctx, otaml_http_response_t *resp)
 {
-    memset(resp, 0, sizeof(*resp));
+    otaml_http_response_reset(resp);
     resp->content_length = -1;
     CURL *curl = prv_curl();
     if (curl == NULL) return OTAML_ERR_NO_MEM;

@@ -31,6 +31,7 @@ typedef struct {
 
 static uint8_t *s_buf;   /* RAM mirror of the partition */
 static uint32_t s_off, s_pages;
+static bool s_readonly;       /* changes stay in the mirror */
 static int s_active = -1;     /* the page new items go to */
 static uint32_t s_next_free;  /* its first empty entry */
 
@@ -59,7 +60,7 @@ static uint32_t prv_u32(const uint8_t *b)
 /* Flash first, then the mirror, with the same bit-clearing rule. */
 static otaml_status_t prv_write(uint32_t at, const void *data, size_t len)
 {
-    OTAML_RETURN_IF_ERROR(sim_flash_write(s_off + at, data, len));
+    if (!s_readonly) OTAML_RETURN_IF_ERROR(sim_flash_write(s_off + at, data, len));
     const uint8_t *src = data;
     for (size_t i = 0; i < len; i++) s_buf[at + i] &= src[i];
     return OTAML_OK;
@@ -67,7 +68,7 @@ static otaml_status_t prv_write(uint32_t at, const void *data, size_t len)
 
 static otaml_status_t prv_erase_page(uint32_t p)
 {
-    OTAML_RETURN_IF_ERROR(sim_flash_erase(s_off + p * SIM_NVS_PAGE, SIM_NVS_PAGE));
+    if (!s_readonly) OTAML_RETURN_IF_ERROR(sim_flash_erase(s_off + p * SIM_NVS_PAGE, SIM_NVS_PAGE));
     memset(prv_page(p), 0xFF, SIM_NVS_PAGE);
     return OTAML_OK;
 }
@@ -378,9 +379,10 @@ static otaml_status_t prv_repair(void)
     return OTAML_OK;
 }
 
-otaml_status_t sim_nvs_mount(uint32_t offset, uint32_t size)
+static otaml_status_t prv_mount(uint32_t offset, uint32_t size, bool readonly)
 {
     sim_nvs_unmount();
+    s_readonly = readonly;
     if (size % SIM_NVS_PAGE != 0 || size < 3 * SIM_NVS_PAGE || size > 64 * SIM_NVS_PAGE) return OTAML_ERR_INVALID_ARG;
     s_buf = malloc(size);
     if (s_buf == NULL) return OTAML_ERR_NO_MEM;
@@ -391,6 +393,10 @@ otaml_status_t sim_nvs_mount(uint32_t offset, uint32_t size)
     if (st != OTAML_OK) sim_nvs_unmount();
     return st;
 }
+
+otaml_status_t sim_nvs_mount(uint32_t offset, uint32_t size) { return prv_mount(offset, size, false); }
+
+otaml_status_t sim_nvs_mount_readonly(uint32_t offset, uint32_t size) { return prv_mount(offset, size, true); }
 
 void sim_nvs_unmount(void)
 {

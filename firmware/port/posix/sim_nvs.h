@@ -41,6 +41,8 @@ typedef enum {
  * @return OTAML_OK, OTAML_ERR_INVALID_ARG (size), OTAML_ERR_IO, OTAML_ERR_NO_MEM.
  */
 otaml_status_t sim_nvs_mount(uint32_t offset, uint32_t size);
+/** Mount without writing to flash: repairs a power cut left are made in RAM only (`otaml-sim info`). */
+otaml_status_t sim_nvs_mount_readonly(uint32_t offset, uint32_t size);
 void sim_nvs_unmount(void);
 
 /** An integer item (any of the integer types, sign-extended or zero-extended to 64 bits).
