@@ -90,7 +90,7 @@ def provision(csv_file: Path | None, count: int | None, prefix: str, start: int,
         else:
             path = folder / "fleet.bin"
             batch.write_secret(path, nvs.image(batch.nvs_values(batch.Row(""), defaults, claim=claim_token or ""), part.size))
-            batch.write_index(folder / "index.csv", [("(any)", path, batch.flash_command(chip, port or "PORT", part.offset, path))])
+            batch.write_index(folder / "index.csv", [("(any)", path, batch.flash_command(chip, port or "PORT", part.offset, path.resolve()))])
             images = [path]
             progress.advance(task, 1)
     elapsed = time.monotonic() - started
@@ -98,7 +98,7 @@ def provision(csv_file: Path | None, count: int | None, prefix: str, start: int,
     out.print(f"{len(images)} NVS images ({part.size} bytes for nvs at {part.offset:#x}) in {folder}/, {len(rows) or 1} {what}"
               f"{f', {rotated} with new tokens' if rotated else ''}, {elapsed:.1f} s; index: {folder / 'index.csv'}")
     if port is not None:
-        command = batch.flash_command(chip, port, part.offset, images[0])
+        command = batch.flash_command(chip, port, part.offset, images[0].resolve())
         if dry_run:
             out.print(shlex.join(command))
             return

@@ -149,7 +149,7 @@ def write_images(rows: list[Row], tokens: dict[str, str], d: Defaults, folder: P
         path = folder / f"{row.device_id}.bin"
         write_secret(path, data)
         images.append(path)
-        entries.append((row.device_id, path, flash_command(chip, port, partition.offset, path)))
+        entries.append((row.device_id, path, flash_command(chip, port, partition.offset, path.resolve())))
         if progress:
             progress(1)
     write_index(folder / "index.csv", entries)
