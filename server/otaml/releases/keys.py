@@ -93,12 +93,29 @@ def accept_keyset(session: Session, settings: Settings, document_b64: str, signa
             signing.verify(key, body, signature)
         except SignatureError:
             continue
+        _check_served_manifests(session, fields)
         row = KeySet(keyset_version=fields.keyset_version, body=body, signature=signature, signer=kid)
         session.add(row)
         return row
     raise KeySetError(
         f"expected a signature by a key of {whose} ({', '.join(k for k, _ in signers) or 'none'}), got one that none verifies"
     )
+
+
+def _check_served_manifests(session: Session, fields: keyset.KeySetFields) -> None:
+    """Every channel's baseline manifest must verify with the new set, or every device that takes the set
+    would refuse its channel's manifest (bad_signature) until someone re-signs it."""
+    from otaml.models import Manifest
+    from otaml.releases.publishing import current_manifest
+
+    for channel in session.exec(select(Manifest.channel).distinct()).all():
+        m = current_manifest(session, channel)
+        if m is not None and m.key_id not in fields.key_ids:
+            raise ConflictError(
+                f"channel {channel!r} serves manifest {m.manifest_version} signed by {m.key_id}, which key set "
+                f"{fields.keyset_version} does not hold: re-sign it with a key of the new set first "
+                f"(`release refresh --channel {channel} --key NEW_KEY.pem`)"
+            )
 
 
 def document_b64(row: KeySet) -> str:
