@@ -30,6 +30,7 @@ from otaml.models import (
     ClaimTokenPublic,
     ClaimTokensPublic,
     DeviceStatus,
+    ErrorPublic,
 )
 
 router = APIRouter(tags=["claims"])
@@ -102,7 +103,8 @@ def revoke_claim_token(claim_id: RowId, session: SessionDep, _: AdminDep) -> Cla
 
 
 @router.post("/api/claim", status_code=201, summary="A device registers the token it chose, with a fleet claim token",
-             responses={202: {"description": "claimed; waiting for an operator to accept it"}})
+             responses={202: {"description": "claimed; waiting for an operator to accept it"},
+                        429: {"model": ErrorPublic, "description": "too many claims from this address"}})
 def claim(
     body: ClaimRequest, request: Request, response: Response, session: SessionDep, ctx: ContextDep,
     authorization: Annotated[str | None, Header()] = None,
