@@ -206,7 +206,8 @@ def devices(version_: str | None, channel: str | None, tag: str | None, state: s
     table = Table("device", "version", "channel", "partition", "state", "last seen (UTC)", "last event", "reason", "model")
     for d in page["data"]:
         table.add_row(
-            d["device_id"], d["version"] or "-", d["channel"] or "-", d["partition"] or "-", d["ota_state"] or "-",
+            d["device_id"] + ("" if d.get("status", "active") == "active" else f" ({d['status']})"),
+            d["version"] or "-", d["channel"] or "-", d["partition"] or "-", d["ota_state"] or "-",
             (d["last_seen"] or "never")[:19], d["last_event"] or "", d["last_reason"] or "", d.get("ml_model") or "",
         )
     out.print(table)
