@@ -85,16 +85,18 @@ def test_claims_are_rate_limited_per_client(tmp_path, database_url):
         srv.stop()
 
 
+_CLAIM_TOKENS: dict[str, str] = {}
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.one_of(
     st.dictionaries(st.sampled_from(["device_id", "token", "x"]), st.one_of(st.text(max_size=80), st.integers(), st.none())),
     st.text(max_size=200),
 ))
 def test_hostile_claim_bodies_get_a_4xx_and_store_nothing(server, body):
-    c = getattr(test_hostile_claim_bodies_get_a_4xx_and_store_nothing, "token", None)
-    if c is None:
-        c = new_claim_token(server, max_uses=1000, name="fuzz")["token"]
-        test_hostile_claim_bodies_get_a_4xx_and_store_nothing.token = c  # type: ignore[attr-defined]
+    if server.url not in _CLAIM_TOKENS:  # one claim token per server, made by the first example
+        _CLAIM_TOKENS[server.url] = new_claim_token(server, max_uses=1000, name="fuzz")["token"]
+    c = _CLAIM_TOKENS[server.url]
     content = json.dumps(body) if isinstance(body, dict) else body
     r = httpx.post(f"{server.url}/api/claim", headers={"Authorization": f"Bearer {c}", "Content-Type": "application/json"},
                    content=content.encode("utf-8", "surrogatepass"))
