@@ -36,8 +36,15 @@ extern const char server_ca_pem_start[] asm("_binary_server_ca_pem_start");
 static otaml_keyring_t s_keyring;
 static otaml_keyring_t s_config_keyring; /* the server's online key: desired configuration only */
 static otaml_agent_t s_agent;
-static char s_device_id[65];
-static char s_token[96];
+/* Identity and where to reach: NVS namespace "otaml" (written by `release provision`), else Kconfig, so one
+ * build serves a whole fleet. */
+static char s_device_id[OTAML_MAX_DEVICE_ID + 1];
+static char s_token[OTAML_MAX_TOKEN + 1];
+static char s_claim[OTAML_MAX_TOKEN + 1];
+static char s_server_url[OTAML_MAX_URL + 1];
+static char s_channel[33];
+static char s_wifi_ssid[33];
+static char s_wifi_pass[65];
 
 static bool prv_selftest(void *ctx, char *detail, size_t size)
 {
@@ -45,9 +52,19 @@ static bool prv_selftest(void *ctx, char *detail, size_t size)
     return ml_health_check(detail, size);
 }
 
+static void prv_setting(const char *key, const char *fallback, char *out, size_t size)
+{
+    if (otaml_port_store_get_str(key, out, size) != OTAML_OK) snprintf(out, size, "%s", fallback);
+}
+
 /* Identity: NVS (provisioned at the factory) first, then Kconfig, then the MAC for the id. */
 static void prv_identity(void)
 {
+    prv_setting("server_url", CONFIG_OTAML_SERVER_URL, s_server_url, sizeof(s_server_url));
+    prv_setting("channel", CONFIG_OTAML_CHANNEL, s_channel, sizeof(s_channel));
+    prv_setting("wifi_ssid", CONFIG_OTAML_WIFI_SSID, s_wifi_ssid, sizeof(s_wifi_ssid));
+    prv_setting("wifi_pass", CONFIG_OTAML_WIFI_PASSWORD, s_wifi_pass, sizeof(s_wifi_pass));
+    prv_setting("claim", CONFIG_OTAML_CLAIM_TOKEN, s_claim, sizeof(s_claim));
     if (otaml_port_store_get_str("device_id", s_device_id, sizeof(s_device_id)) != OTAML_OK) {
         if (strlen(CONFIG_OTAML_DEVICE_ID) > 0) {
             snprintf(s_device_id, sizeof(s_device_id), "%s", CONFIG_OTAML_DEVICE_ID);
@@ -61,7 +78,9 @@ static void prv_identity(void)
     if (otaml_port_store_get_str("token", s_token, sizeof(s_token)) != OTAML_OK) {
         snprintf(s_token, sizeof(s_token), "%s", CONFIG_OTAML_DEVICE_TOKEN);
     }
-    if (s_token[0] == '\0') ESP_LOGW(TAG, "no device token: the server will refuse %s's check-ins", s_device_id);
+    if (s_token[0] == '\0' && s_claim[0] == '\0') {
+        ESP_LOGW(TAG, "no device token and no claim token: the server will refuse %s's check-ins", s_device_id);
+    }
 }
 
 void app_main(void)
@@ -82,7 +101,8 @@ void app_main(void)
     ESP_LOGI(TAG, "%s %s (secure_version %" PRIu32 ", ESP-IDF %s)", app->project_name, app->version,
              app->secure_version, app->idf_ver);
 
-    err = wifi_connect();
+    prv_identity(); /* NVS is up: Wi-Fi credentials may come from it */
+    err = wifi_connect(s_wifi_ssid, s_wifi_pass);
     if (err != ESP_OK) ESP_LOGW(TAG, "no network yet: %s", esp_err_to_name(err));
     esp_sntp_config_t sntp = ESP_NETIF_SNTP_DEFAULT_CONFIG(CONFIG_OTAML_SNTP_SERVER);
     esp_netif_sntp_init(&sntp);
@@ -90,7 +110,6 @@ void app_main(void)
         ESP_LOGW(TAG, "time not synchronized yet: manifest expiry is judged once it is");
     }
 
-    prv_identity();
     err = ml_task_init();
     if (err != ESP_OK) ESP_LOGE(TAG, "ML model unusable (%s): the self-test will fail", esp_err_to_name(err));
     const char *pems[] = {manifest_pub_pem_start};
@@ -104,10 +123,12 @@ void app_main(void)
     bool config_ok = otaml_keyring_init(&s_config_keyring, config_pems, 1) == OTAML_OK;
     if (!config_ok) ESP_LOGW(TAG, "embedded config key unusable: desired configuration disabled");
     otaml_agent_config_t cfg = {
-        .server_url = CONFIG_OTAML_SERVER_URL,
-        .channel = CONFIG_OTAML_CHANNEL,
+        .server_url = s_server_url,
+        .channel = s_channel,
         .device_id = s_device_id,
         .token = s_token,
+        .claim_token = s_claim[0] ? s_claim : NULL,
+        .keyset_version = CONFIG_OTAML_KEYSET_VERSION,
         .project = app->project_name,
         .chip = CONFIG_IDF_TARGET,
         .keyring = &s_keyring,

@@ -28,7 +28,7 @@ static void prv_on_event(void *arg, esp_event_base_t base, int32_t id, void *dat
     }
 }
 
-esp_err_t wifi_connect(void)
+esp_err_t wifi_connect(const char *ssid, const char *password)
 {
     s_events = xEventGroupCreate();
     esp_netif_create_default_wifi_sta();
@@ -39,8 +39,8 @@ esp_err_t wifi_connect(void)
     esp_event_handler_instance_register(IP_EVENT, IP_EVENT_STA_GOT_IP, prv_on_event, NULL, NULL);
     esp_event_handler_instance_register(IP_EVENT, IP_EVENT_STA_LOST_IP, prv_on_event, NULL, NULL);
     wifi_config_t cfg = {0};
-    strlcpy((char *)cfg.sta.ssid, CONFIG_OTAML_WIFI_SSID, sizeof(cfg.sta.ssid));
-    strlcpy((char *)cfg.sta.password, CONFIG_OTAML_WIFI_PASSWORD, sizeof(cfg.sta.password));
+    strlcpy((char *)cfg.sta.ssid, ssid, sizeof(cfg.sta.ssid));
+    strlcpy((char *)cfg.sta.password, password, sizeof(cfg.sta.password));
     esp_wifi_set_mode(WIFI_MODE_STA);
     esp_wifi_set_config(WIFI_IF_STA, &cfg);
     err = esp_wifi_start();

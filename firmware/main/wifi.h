@@ -6,11 +6,11 @@
 #include "esp_err.h"
 
 /**
- * Connect as a station with the Kconfig credentials and wait for an IP address.
+ * Connect as a station to ssid with password (from NVS, else Kconfig: app_main.c) and wait for an IP address.
  * @return ESP_OK; ESP_ERR_TIMEOUT if no address within CONFIG_OTAML_WIFI_CONNECT_TIMEOUT_MS (the device
  *         keeps retrying in the background); errors of esp_wifi_init/start.
  */
-esp_err_t wifi_connect(void);
+esp_err_t wifi_connect(const char *ssid, const char *password);
 
 /**
  * Wait until the station has an IP address, at most timeout_ms (at once if it has one). The rollback

@@ -27,7 +27,9 @@
 #include "otaml_port.h"
 #include "sim_flash.h"
 #include "sim_image.h"
+#include "sim_nvs.h"
 #include "sim_port.h"
+#include "otaml_mbedtls_compat.h"
 
 static const char *TAG = "otaml_sim";
 
@@ -42,6 +44,7 @@ static const char *TAG = "otaml_sim";
 typedef struct {
     const char *flash;
     const char *partitions;
+    const char *nvs;
     const char *server;
     const char *device_id;
     const char *token;
@@ -64,8 +67,8 @@ typedef struct {
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: otaml-sim --flash FILE flash IMAGE.bin [--partitions CSV]\n"
-            "       otaml-sim --flash FILE run --server URL --device-id ID [--token T] [--channel C]\n"
+            "usage: otaml-sim --flash FILE flash IMAGE.bin [--partitions CSV] [--nvs NVS.bin]\n"
+            "       otaml-sim --flash FILE run [--server URL] [--device-id ID] [--token T] [--channel C]\n"
             "                 [--chip esp32] [--polls N] [--interval-ms MS] [--download-rate BYTES_PER_S]\n"
             "                 [--no-trusted-time] [--verbose] [--heap-report] [--ml-interval-ms MS]\n"
             "                 [--confirm-window-s S] [--confirm-backoff-min-ms MS] [--confirm-backoff-max-ms MS]\n"
@@ -149,6 +152,32 @@ static bool prv_selftest(void *ctx, char *detail, size_t size)
 
 /* ---- commands ---- */
 
+/* An NVS partition image (esp-idf-nvs-partition-gen, `release provision`) into the nvs partition, as
+`esptool write-flash 0x9000 nvs.bin` does: the rest of the partition reads erased. */
+static int prv_flash_nvs(const char *path)
+{
+    const sim_partition_t *p = sim_flash_partition("nvs");
+    FILE *f = fopen(path, "rb");
+    if (p == NULL || f == NULL) {
+        fprintf(stderr, "otaml-sim: cannot read %s%s\n", path, p == NULL ? " (no nvs partition)" : "");
+        if (f) fclose(f);
+        return 1;
+    }
+    uint8_t *data = malloc(p->size + 1);
+    size_t n = data ? fread(data, 1, p->size + 1, f) : 0;
+    fclose(f);
+    int rc = 1;
+    if (data == NULL || n == 0 || n > p->size || n % SIM_SECTOR != 0) {
+        fprintf(stderr, "otaml-sim: %s is %zu bytes; expected a multiple of 4096 of at most the nvs partition's %u\n", path, n,
+                (unsigned)p->size);
+    } else if (sim_flash_erase(p->offset, p->size) == OTAML_OK && sim_flash_write(p->offset, data, n) == OTAML_OK) {
+        printf("flashed NVS %s (%zu bytes) into nvs at 0x%x\n", path, n, (unsigned)p->offset);
+        rc = 0;
+    }
+    free(data);
+    return rc;
+}
+
 static int cmd_flash(const options_t *o, const char *image_path)
 {
     FILE *f = fopen(image_path, "rb");
@@ -186,18 +215,42 @@ static int cmd_flash(const options_t *o, const char *image_path)
         goto out;
     }
     printf("flashed %s %s (%ld bytes) into ota_0 at 0x%x\n", img.project, img.version, size, ota0->offset);
+    if (o->nvs != NULL && prv_flash_nvs(o->nvs) != 0) goto out;
     rc = 0;
 out:
     free(data);
     return rc;
 }
 
-static void prv_add_nvs(cJSON *obj, const char *key, bool numeric)
+/* Secrets are shown by fingerprint only: enough for a test or an operator to see that one changed. */
+static bool prv_secret(const char *key)
 {
-    char buf[160];
-    uint64_t v;
-    if (numeric && otaml_port_store_get_u64(key, &v) == OTAML_OK) cJSON_AddNumberToObject(obj, key, (double)v);
-    else if (!numeric && otaml_port_store_get_str(key, buf, sizeof(buf)) == OTAML_OK) cJSON_AddStringToObject(obj, key, buf);
+    static const char *const secrets[] = {"token", "token_nx", "claim", "claim_new", "wifi_pass"};
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+        if (strcmp(key, secrets[i]) == 0) return true;
+    }
+    return false;
+}
+
+static void prv_nvs_item(void *ctx, const char *key, sim_nvs_type_t type, uint64_t integer, const char *text)
+{
+    cJSON *obj = ctx;
+    if (type != SIM_NVS_STR) {
+        cJSON_AddNumberToObject(obj, key, (double)integer);
+    } else if (prv_secret(key)) {
+        uint8_t digest[32];
+        char shown[8 + 17] = "sha256:";
+        mbedtls_sha256_context sha;
+        mbedtls_sha256_init(&sha);
+        otaml_sha256_starts(&sha);
+        otaml_sha256_update(&sha, (const uint8_t *)text, strlen(text));
+        otaml_sha256_finish(&sha, digest);
+        mbedtls_sha256_free(&sha);
+        for (int i = 0; i < 8; i++) snprintf(shown + 7 + 2 * i, 3, "%02x", digest[i]);
+        cJSON_AddStringToObject(obj, key, shown);
+    } else {
+        cJSON_AddStringToObject(obj, key, text);
+    }
 }
 
 static int cmd_info(void)
@@ -218,28 +271,44 @@ static int cmd_info(void)
         cJSON_AddBoolToObject(slot, "valid_image", img.valid);
         cJSON_AddItemToArray(slots, slot);
     }
-    sim_port_config_t cfg = {.booted_slot = boot < 0 ? 0 : boot};
+    sim_port_config_t cfg = {.booted_slot = boot < 0 ? 0 : boot, .log_stderr = true};
     sim_port_configure(&cfg);
     cJSON *nvs = cJSON_AddObjectToObject(root, "nvs");
-    prv_add_nvs(nvs, "mf_ver", true);
-    prv_add_nvs(nvs, "failed_ver", false);
-    prv_add_nvs(nvs, "inst_ver", false);
-    prv_add_nvs(nvs, "dl_sha", false);
-    prv_add_nvs(nvs, "dl_off", true);
-    prv_add_nvs(nvs, "ob_kind", false);
-    prv_add_nvs(nvs, "mf_prev", true);
-    prv_add_nvs(nvs, "cfg_rev", true);
-    prv_add_nvs(nvs, "cfg", false);
-    prv_add_nvs(nvs, "inst_why", false);
-    prv_add_nvs(nvs, "inst_det", false);
-    prv_add_nvs(nvs, "inst_ur", true);
-    prv_add_nvs(nvs, "ur_ver", false);
-    prv_add_nvs(nvs, "ur_count", true);
+    const sim_partition_t *np = sim_flash_partition("nvs");
+    if (np != NULL && sim_nvs_mount_readonly(np->offset, np->size) == OTAML_OK) {
+        sim_nvs_foreach("otaml", prv_nvs_item, nvs);
+        sim_nvs_unmount();
+    }
     char *text = cJSON_Print(root);
     printf("%s\n", text);
     free(text);
     cJSON_Delete(root);
     return 0;
+}
+
+/* An option, else the NVS value, else the fallback (NULL: leave empty). */
+static void prv_setting(const char *option, const char *key, const char *fallback, char *out, size_t size)
+{
+    out[0] = '\0';
+    if (option != NULL) snprintf(out, size, "%s", option);
+    else if (otaml_port_store_get_str(key, out, size) != OTAML_OK) snprintf(out, size, "%s", fallback ? fallback : "");
+}
+
+/* A device without a provisioned id is named after its MAC, as firmware/main does with esp_read_mac;
+ * the simulated chip's MAC is derived from its flash file's path (locally administered). */
+static void prv_default_device_id(const char *flash, char *out, size_t size)
+{
+    char *path = realpath(flash, NULL);
+    uint8_t digest[32];
+    mbedtls_sha256_context sha;
+    mbedtls_sha256_init(&sha);
+    otaml_sha256_starts(&sha);
+    otaml_sha256_update(&sha, (const uint8_t *)(path ? path : flash), strlen(path ? path : flash));
+    otaml_sha256_finish(&sha, digest);
+    mbedtls_sha256_free(&sha);
+    free(path);
+    digest[0] = (uint8_t)((digest[0] | 0x02) & 0xFE);
+    snprintf(out, size, "otaml-%02x%02x%02x%02x%02x%02x", digest[0], digest[1], digest[2], digest[3], digest[4], digest[5]);
 }
 
 static size_t prv_heap_in_use(void)
@@ -253,7 +322,6 @@ static size_t prv_heap_in_use(void)
 
 static int cmd_run(const options_t *o, char **argv)
 {
-    if (o->server == NULL || o->device_id == NULL) return usage();
     int slot = sim_bootloader_select(true);
     if (slot < 0) {
         OTAML_LOGE("boot", "no bootable app image in any slot");
@@ -271,17 +339,31 @@ static int cmd_run(const options_t *o, char **argv)
     sim_port_configure(&cfg);
     OTAML_LOGI("boot", "Loaded app from partition at offset 0x%x (%s)", part->offset, part->label);
 
-    char token[160];
-    if (o->token != NULL) {
-        otaml_port_store_set_str("token", o->token);
-        snprintf(token, sizeof(token), "%s", o->token);
-    } else if (otaml_port_store_get_str("token", token, sizeof(token)) != OTAML_OK) {
-        OTAML_LOGE(TAG, "no device token: pass --token once (it is kept in NVS)");
+    /* Identity and server come from NVS (provisioned by `release provision`), options override them, as
+     * Kconfig values are the fallbacks on the device (firmware/main/identity.c). */
+    static char device_id[OTAML_MAX_DEVICE_ID + 1], token[OTAML_MAX_TOKEN + 1], claim[OTAML_MAX_TOKEN + 1];
+    static char server[OTAML_MAX_URL + 1], channel[33];
+    if (o->token != NULL) otaml_port_store_set_str("token", o->token); /* kept in NVS, as before */
+    prv_setting(o->device_id, "device_id", NULL, device_id, sizeof(device_id));
+    prv_setting(o->token, "token", "", token, sizeof(token));
+    prv_setting(NULL, "claim", "", claim, sizeof(claim));
+    prv_setting(o->server, "server_url", "", server, sizeof(server));
+    prv_setting(o->channel, "channel", "stable", channel, sizeof(channel));
+    if (device_id[0] == '\0') prv_default_device_id(o->flash, device_id, sizeof(device_id));
+    if (server[0] == '\0') {
+        OTAML_LOGE(TAG, "no server: pass --server or provision server_url into NVS (release provision)");
         return 2;
     }
+    if (token[0] == '\0' && claim[0] == '\0') {
+        OTAML_LOGE(TAG, "no device token: pass --token once (it is kept in NVS), or provision one (release provision)");
+        return 2;
+    }
+    OTAML_LOGI(TAG, "device %s on %s, channel %s%s", device_id, server, channel,
+               token[0] ? "" : " (no token yet: claiming one with the fleet claim token)");
     if (sim_image_has(slot, DIRECTIVE_LOSE_TOKEN)) {
         OTAML_LOGW(TAG, "simulated build that lost its credentials (%s)", DIRECTIVE_LOSE_TOKEN);
         snprintf(token, sizeof(token), "lost-token");
+        claim[0] = '\0';
     }
 
     if (sim_otadata_state(slot) == OTAML_IMG_PENDING_VERIFY && sim_image_has(slot, DIRECTIVE_CRASH_ON_BOOT)) {
@@ -307,10 +389,11 @@ static int cmd_run(const options_t *o, char **argv)
         return 1;
     }
     otaml_agent_config_t acfg = {
-        .server_url = o->server,
-        .channel = o->channel,
-        .device_id = o->device_id,
+        .server_url = server,
+        .channel = channel,
+        .device_id = device_id,
         .token = token,
+        .claim_token = claim[0] ? claim : NULL,
         .project = OTAML_PROJECT_NAME,
         .chip = o->chip,
         .keyring = &ring,
@@ -362,6 +445,7 @@ static int cmd_run(const options_t *o, char **argv)
 
 static const struct option LONGOPTS[] = {
     {"flash", required_argument, 0, 'f'},       {"partitions", required_argument, 0, 'p'},
+    {"nvs", required_argument, 0, 'N'},
     {"server", required_argument, 0, 's'},      {"device-id", required_argument, 0, 'd'},
     {"token", required_argument, 0, 't'},       {"channel", required_argument, 0, 'c'},
     {"chip", required_argument, 0, 'C'},        {"polls", required_argument, 0, 'n'},
@@ -396,6 +480,7 @@ static bool prv_parse_options(int argc, char **argv, options_t *o)
         switch (c) {
         case 'f': o->flash = optarg; break;
         case 'p': o->partitions = optarg; break;
+        case 'N': o->nvs = optarg; break;
         case 's': o->server = optarg; break;
         case 'd': o->device_id = optarg; break;
         case 't': o->token = optarg; break;
@@ -426,7 +511,7 @@ static bool prv_parse_options(int argc, char **argv, options_t *o)
 int main(int argc, char **argv)
 {
     /* The gate's defaults are Kconfig's (OTAML_CONFIRM_WINDOW_S and friends). */
-    options_t o = {.partitions = OTAML_DEFAULT_PARTITIONS_CSV, .channel = "stable", .chip = "esp32",
+    options_t o = {.partitions = OTAML_DEFAULT_PARTITIONS_CSV, .chip = "esp32",
                    .confirm_window_s = 300, .confirm_backoff_min_ms = 1000, .confirm_backoff_max_ms = 30000,
                    .unreachable_retakes = 3};
     if (!prv_parse_options(argc, argv, &o) || o.flash == NULL || optind >= argc) return usage();

@@ -18,6 +18,7 @@ from otaml.core.types import (
     Channel,
     Detail,
     DeviceId,
+    DeviceToken,
     Int32,
     ReportedVersion,
     Tag,
@@ -49,6 +50,7 @@ class SigningKeyBase(SQLModel):
 class SigningKey(SigningKeyBase, table=True):
     __tablename__ = "signing_key"
     created_at: datetime = Field(default_factory=utcnow)
+    retired_at: datetime | None = Field(default=None)  # `release key retire`: manifests it signs are refused
 
 
 class SigningKeyPublic(SigningKeyBase):
@@ -212,6 +214,7 @@ class DevicePublic(DeviceBase):
     hold: bool = False
     config_revision: int | None = None
     reported_config: dict[str, int] | None = None
+    status: str = "active"  # DeviceStatus: active, pending (claimed, not accepted), revoked
 
     # JSON text columns: read so that no stored value can fail the response (fleet/stored.py).
     @field_validator("tags", mode="before")
@@ -468,3 +471,169 @@ class FleetRevision(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     policy: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     config: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # Device credentials changed (revoke, rotate, accept, remove): token caches of every process reload.
+    credentials: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+
+
+# --- provisioning, claiming, token lifecycle, key sets (issue 12) ------------------------------------------
+
+
+class DeviceStatus(StrEnum):
+    ACTIVE = "active"    # checks in
+    PENDING = "pending"  # claimed, waiting for `release device accept` (403 until then)
+    REVOKED = "revoked"  # every request 401
+
+
+class DeviceCredentials(SQLModel, table=True):
+    """A device's token lifecycle, one row per device beside the device table (which holds what it
+    reports): its status, and a rotated token waiting to be handed over. The rotated token is kept in
+    clear only until the device has used it once (manifests/README.md, "Device tokens")."""
+
+    __tablename__ = "device_credentials"
+    device_id: str = Field(primary_key=True, max_length=64)
+    status: str = Field(default=DeviceStatus.ACTIVE, max_length=8, index=True)
+    pending_token: str | None = Field(default=None, max_length=64)
+    claimed_with: int | None = Field(default=None)  # ClaimToken.id
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DeviceSpec(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+    device_id: DeviceId
+    tags: Tags = PydanticField(default_factory=list)  # type: ignore[assignment]
+
+
+class DeviceBatchCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+    devices: list[DeviceSpec] = PydanticField(min_length=1, max_length=10_000)
+    rotate: bool = False  # already-enrolled ids get a new token instead of a refusal
+
+    @field_validator("devices")
+    @classmethod
+    def _unique(cls, v: list[DeviceSpec]) -> list[DeviceSpec]:
+        seen: set[str] = set()
+        for d in v:
+            if d.device_id in seen:
+                raise ValueError(f"expected each device id once, got {d.device_id!r} twice")
+            seen.add(d.device_id)
+        return v
+
+
+class DeviceTokenPublic(SQLModel):
+    device_id: str
+    token: str  # shown once
+    rotated: bool = False
+
+
+class DeviceBatchEnrolled(SQLModel):
+    data: list[DeviceTokenPublic]
+    count: int
+
+
+class DeviceCredentialsPublic(SQLModel):
+    device_id: str
+    status: DeviceStatus
+    token_rotation_pending: bool
+
+
+class ClaimTokenBase(SQLModel):
+    name: str = Field(max_length=64, unique=True)
+    expires_at: datetime
+    max_uses: int = Field(ge=1, le=INT32_MAX)
+    uses: int = 0
+    tags: list[str] = Field(default_factory=list, sa_type=JSON)
+    require_approval: bool = False
+    revoked: bool = False
+
+
+class ClaimToken(ClaimTokenBase, table=True):
+    """A fleet claim token: provisioned into many devices instead of per-device tokens; each device claims
+    a device token of its own with it (POST /api/claim)."""
+
+    __tablename__ = "claim_token"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ClaimTokenCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+    name: DeviceId
+    expires_in: int = PydanticField(7 * 86400, ge=60, le=10 * 365 * 86400, description="seconds")
+    max_uses: int = PydanticField(100, ge=1, le=1_000_000)
+    tags: Tags = PydanticField(default_factory=list)  # type: ignore[assignment]
+    require_approval: bool = False
+
+
+class ClaimTokenPublic(ClaimTokenBase):
+    id: int
+    created_at: datetime
+
+
+class ClaimTokenCreated(ClaimTokenPublic):
+    token: str  # shown once
+
+
+class ClaimTokensPublic(SQLModel):
+    data: list[ClaimTokenPublic]
+    count: int
+
+
+class ClaimRequest(SQLModel):
+    """What a device sends to claim itself: its id and the token it chose."""
+
+    model_config = ConfigDict(extra="forbid")
+    device_id: DeviceId
+    token: DeviceToken
+
+
+class ClaimAnswer(SQLModel):
+    device_id: str
+    status: DeviceStatus
+
+
+class KeySet(SQLModel, table=True):
+    """A signed key-set document (manifests/README.md, "Key rotation"), stored as uploaded."""
+
+    __tablename__ = "key_set"
+    keyset_version: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    signature: str = Field(max_length=128)
+    signer: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class KeySetCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+    document: str = PydanticField(max_length=4096, description="the key-set document, base64 (S1)")
+    signature: str = PydanticField(max_length=128)
+
+
+class KeySetPublic(SQLModel):
+    keyset_version: int
+    key_ids: list[str]
+    signer: str
+    created_at: datetime
+
+
+class KeySetsPublic(SQLModel):
+    data: list[KeySetPublic]
+    count: int
+
+
+class TrustedKeyCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+    public_pem: str = PydanticField(max_length=1024)
+
+
+class TrustedKeyPublic(SQLModel):
+    key_id: str
+    public_pem: str
+    created_at: datetime
+    retired_at: datetime | None
+    test_key: bool = False  # one of the repository's test keys (refused outside development)
+
+
+class TrustedKeysPublic(SQLModel):
+    data: list[TrustedKeyPublic]
+    count: int

@@ -16,7 +16,7 @@ def test_fuzzers_replay_the_corpus_and_find_no_crash():
     r = subprocess.run([str(ROOT / "scripts" / "fuzz"), str(SECONDS)], capture_output=True, text=True,
                        timeout=600 + 4 * SECONDS)
     assert r.returncode == 0, r.stdout + r.stderr
-    for harness in ("manifest", "config"):
+    for harness in ("manifest", "config", "keyset"):
         m = re.search(rf"^fuzz_{harness}: \d+s, (\d+) runs, (\d+) exec/s, cov (\d+), ft (\d+), .* crashes 0$",
                       r.stdout, re.MULTILINE)
         assert m, r.stdout

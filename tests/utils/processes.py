@@ -48,6 +48,7 @@ class ServerProcess:
             OTAML_CHECKIN_FLUSH_INTERVAL="0.2",
             OTAML_ROLLOUT_EVAL_INTERVAL="0.3",
             OTAML_POLICY_TTL="0.3",
+            OTAML_ALLOW_TEST_KEYS="true",  # the simulator pins manifests/keys/test-release.pub.pem
             OTAML_DASHBOARD_REFRESH="1",
             # The key the simulator pins (firmware/CMakeLists.txt: OTAML_CONFIG_PUBKEY).
             OTAML_CONFIG_KEY_PATH=str(ROOT / "manifests" / "keys" / "test-config.pem"),

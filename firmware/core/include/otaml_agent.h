@@ -15,6 +15,10 @@
  *             so far: at most unreachable_retakes of them are forgiven (failed_ver stays unset)
  *   dl_sha, dl_off  the download in progress (image sha256, bytes safely written) for resumption
  *   ob_kind, ob_ver, ob_why, ob_det  one pending event that must survive a reboot (rolled_back)
+ *   token     the device token; token_nx: a rotated token the server handed over, kept until a check-in
+ *             with it succeeded (then it becomes token), so a power cut anywhere leaves a token that works
+ *   claim, claim_new  a fleet claim token, and the device token this device chose and is claiming with it
+ *   keyset    the key set in use (base64 of the document), once the server rotated the release keys
  */
 #pragma once
 
@@ -23,6 +27,7 @@
 #include <stdint.h>
 
 #include "otaml_config.h"
+#include "otaml_keyset.h"
 #include "otaml_manifest.h"
 #include "otaml_port.h"
 #include "otaml_protocol.h"
@@ -44,10 +49,12 @@ typedef struct {
     const char *server_url; /* "https://ota.example.com" (no trailing slash) */
     const char *channel;    /* "stable" */
     const char *device_id;
-    const char *token;
+    const char *token;       /* "" when the device has none yet and claims one with claim_token */
+    const char *claim_token; /* a fleet claim token (release provision --claim); may be NULL */
     const char *project; /* must equal esp_app_desc_t.project_name of images */
     const char *chip;    /* "esp32", "esp32c3" */
-    const otaml_keyring_t *keyring;
+    const otaml_keyring_t *keyring; /* the keys built in: key set `keyset_version` */
+    uint64_t keyset_version;        /* version of the built-in key set (Kconfig OTAML_KEYSET_VERSION, 0) */
     otaml_selftest_fn selftest; /* may be NULL: reachability only */
     void *selftest_ctx;
     otaml_checkin_extra_fn checkin_extra; /* may be NULL */
@@ -79,6 +86,12 @@ typedef struct {
     uint64_t installed_manifest_version;
     char failed_version[32];
     bool outbox_pending; /* ob_kind is set in the store */
+    char token[OTAML_MAX_TOKEN + 1];      /* the device token in use ("" until claimed) */
+    char token_next[OTAML_MAX_TOKEN + 1]; /* a rotated token being tried; "" when none */
+    otaml_keyset_t keyset;                /* the key set applied from NVS (version 0: none) */
+    otaml_keyring_t keyset_ring;          /* its keys */
+    const otaml_keyring_t *ring;          /* manifests are verified with: keyset_ring, or cfg.keyring */
+    uint64_t keyset_version;              /* of the keys in ring */
     otaml_config_t config;     /* applied desired configuration */
     char config_applied[96];   /* its X-Otaml-Config-Applied form */
 } otaml_agent_t;

@@ -37,6 +37,9 @@ void otaml_port_log(otaml_log_level_t level, const char *tag, const char *fmt, .
 int64_t otaml_port_trusted_time(void);
 /** A random 32-bit value (poll jitter; not for cryptography). */
 uint32_t otaml_port_random(void);
+/** Cryptographically strong random bytes (a token the device chooses when it claims itself):
+ * esp_fill_random on the device, getrandom on the host. @return OTAML_OK, OTAML_ERR_IO. */
+otaml_status_t otaml_port_random_bytes(uint8_t *buf, size_t len);
 /** Block the calling task for ms milliseconds; other tasks keep running (vTaskDelay on the device). */
 void otaml_port_delay_ms(uint32_t ms);
 
@@ -81,7 +84,16 @@ typedef struct {
     char signature[128];              /* X-Otaml-Signature, "" if absent */
     char config[OTAML_MAX_CONFIG_B64 + 1];               /* X-Otaml-Config, "" if absent or too long */
     char config_signature[OTAML_MAX_SIGNATURE_B64 + 1];  /* X-Otaml-Config-Signature */
+    char new_token[OTAML_MAX_TOKEN + 1];                 /* X-Otaml-New-Token, "" if absent or too long */
+    /* X-Otaml-Keyset goes into a buffer the caller owns (it is 1.4 KB and rare: the poll alone asks for
+     * it); NULL: not captured. Ports keep these two fields when they reset the rest. */
+    char *keyset;
+    size_t keyset_cap;
+    char keyset_signature[OTAML_MAX_SIGNATURE_B64 + 1]; /* X-Otaml-Keyset-Signature */
 } otaml_http_response_t;
+
+/** Reset a response, keeping the caller's keyset buffer (emptied). For ports. */
+void otaml_http_response_reset(otaml_http_response_t *resp);
 
 /**
  * GET url with extra headers. The body of a 2xx response is passed to sink (may be NULL to discard);

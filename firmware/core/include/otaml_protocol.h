@@ -12,6 +12,9 @@ extern "C" {
 #define OTAML_MAX_SIGNATURE_B64 128 /* base64 of a DER ECDSA P-256 signature is at most 96 chars */
 #define OTAML_MAX_CONFIG_BYTES 512   /* a desired-config document */
 #define OTAML_MAX_CONFIG_B64 700     /* base64 of 512 bytes is 684 characters */
+#define OTAML_MAX_DEVICE_ID 64       /* [A-Za-z0-9._:-]{1,64} */
+#define OTAML_MAX_TOKEN 64           /* a device or claim token: [A-Za-z0-9_-]{16,64} */
+#define OTAML_MAX_URL 200            /* the server URL a device is provisioned with */
 
 #define OTAML_H_DEVICE_ID "X-Otaml-Device-Id"
 #define OTAML_H_VERSION "X-Otaml-Version"
@@ -29,6 +32,10 @@ extern "C" {
 #define OTAML_H_MODEL "X-Otaml-Model"
 #define OTAML_H_ML_COUNTERS "X-Otaml-Ml-Counters"
 #define OTAML_H_ML_LATENCY_US "X-Otaml-Ml-Latency-Us"
+#define OTAML_H_NEW_TOKEN "X-Otaml-New-Token"
+#define OTAML_H_KEYSET_VERSION "X-Otaml-Keyset-Version"
+#define OTAML_H_KEYSET "X-Otaml-Keyset"
+#define OTAML_H_KEYSET_SIGNATURE "X-Otaml-Keyset-Signature"
 
 #define OTAML_REASON_LIST(X)                                       \
     X(OTAML_REASON_OK, "ok")                                       \

@@ -61,7 +61,7 @@ otaml_status_t otaml_agent_post_event(otaml_agent_t *a, otaml_event_t kind, cons
     if (body == NULL) return OTAML_ERR_NO_MEM;
 
     char auth[160];
-    snprintf(auth, sizeof(auth), "Bearer %s", a->cfg.token);
+    snprintf(auth, sizeof(auth), "Bearer %s", otaml_agent_auth_token(a));
     const otaml_header_t headers[] = {{"Authorization", auth}};
     int status = 0;
     otaml_status_t st = otaml_port_http_post(a->events_url, headers, 1, "application/json", body, strlen(body), &status);
@@ -166,7 +166,19 @@ otaml_status_t otaml_agent_init(otaml_agent_t *a, const otaml_agent_config_t *cf
         cfg->token == NULL || cfg->project == NULL || cfg->chip == NULL || cfg->keyring == NULL) {
         return OTAML_ERR_INVALID_ARG;
     }
+    if (strlen(cfg->token) > OTAML_MAX_TOKEN || (cfg->token[0] == '\0' && cfg->claim_token == NULL)) {
+        return OTAML_ERR_INVALID_ARG;
+    }
     a->cfg = *cfg;
+    snprintf(a->token, sizeof(a->token), "%s", cfg->token);
+    /* A rotated token stored before a reset is tried first (otaml_token.c). */
+    if (otaml_port_store_get_str("token_nx", a->token_next, sizeof(a->token_next)) != OTAML_OK ||
+        !otaml_token_valid(a->token_next) || a->token[0] == '\0') {
+        a->token_next[0] = '\0';
+    }
+    a->ring = cfg->keyring;
+    a->keyset_version = cfg->keyset_version;
+    otaml_agent_keyset_load(a);
     int n1 = snprintf(a->manifest_url, sizeof(a->manifest_url), "%s/channels/%s/firmware.json", cfg->server_url, cfg->channel);
     int n2 = snprintf(a->events_url, sizeof(a->events_url), "%s/api/devices/%s/events", cfg->server_url, cfg->device_id);
     if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof(a->manifest_url) || (size_t)n2 >= sizeof(a->events_url)) {
@@ -186,7 +198,7 @@ otaml_status_t otaml_agent_init(otaml_agent_t *a, const otaml_agent_config_t *cf
 void otaml_agent_checkin_headers(otaml_agent_t *a, otaml_checkin_t *c, bool with_etag)
 {
     c->n = 0;
-    snprintf(c->auth, sizeof(c->auth), "Bearer %s", a->cfg.token);
+    snprintf(c->auth, sizeof(c->auth), "Bearer %s", otaml_agent_auth_token(a));
     snprintf(c->mv, sizeof(c->mv), "%llu", (unsigned long long)a->installed_manifest_version);
     snprintf(c->sv, sizeof(c->sv), "%u", (unsigned)a->running.secure_version);
     c->h[c->n++] = (otaml_header_t){OTAML_H_DEVICE_ID, a->cfg.device_id};
@@ -196,6 +208,8 @@ void otaml_agent_checkin_headers(otaml_agent_t *a, otaml_checkin_t *c, bool with
     c->h[c->n++] = (otaml_header_t){OTAML_H_OTA_STATE, otaml_img_state_to_str(a->running.state)};
     c->h[c->n++] = (otaml_header_t){OTAML_H_MANIFEST_VERSION, c->mv};
     c->h[c->n++] = (otaml_header_t){OTAML_H_SECURE_VERSION, c->sv};
+    snprintf(c->ks_ver, sizeof(c->ks_ver), "%llu", (unsigned long long)a->keyset_version);
+    c->h[c->n++] = (otaml_header_t){OTAML_H_KEYSET_VERSION, c->ks_ver};
     if (with_etag && a->etag[0]) c->h[c->n++] = (otaml_header_t){"If-None-Match", a->etag};
     if (a->cfg.config_keyring != NULL) {
         snprintf(c->cfg_rev, sizeof(c->cfg_rev), "%llu", (unsigned long long)a->config.revision);
@@ -207,7 +221,17 @@ void otaml_agent_checkin_headers(otaml_agent_t *a, otaml_checkin_t *c, bool with
     }
 }
 
-/* ---- bounded body buffer, manifest signature ---- */
+/* ---- responses, bounded body buffer, manifest signature ---- */
+
+void otaml_http_response_reset(otaml_http_response_t *resp)
+{
+    char *keyset = resp->keyset;
+    size_t cap = resp->keyset_cap;
+    memset(resp, 0, sizeof(*resp));
+    resp->keyset = keyset;
+    resp->keyset_cap = cap;
+    if (keyset != NULL && cap > 0) keyset[0] = '\0';
+}
 
 otaml_status_t otaml_agent_buffer_sink(void *ctx, const uint8_t *data, size_t len)
 {
@@ -229,7 +253,7 @@ void otaml_agent_manifest_signature(otaml_agent_t *a, const otaml_http_response_
     char sig_url[272];
     uint8_t sig_buf[OTAML_MAX_SIGNATURE_B64 + 2];
     otaml_buffer_t sb = {.buf = sig_buf, .cap = sizeof(sig_buf) - 1};
-    otaml_http_response_t sresp;
+    otaml_http_response_t sresp = {0};
     snprintf(sig_url, sizeof(sig_url), "%s.sig", a->manifest_url);
     if (otaml_port_http_get(sig_url, NULL, 0, otaml_agent_buffer_sink, &sb, &sresp) == OTAML_OK && sresp.status == 200) {
         while (sb.len > 0 && (sig_buf[sb.len - 1] == '\n' || sig_buf[sb.len - 1] == '\r')) sb.len--;
@@ -357,7 +381,7 @@ static otaml_poll_outcome_t prv_install(otaml_agent_t *a, const otaml_manifest_t
         snprintf(range, sizeof(range), "bytes=%u-", (unsigned)s.resume_offset);
         headers[n_headers++] = (otaml_header_t){"Range", range};
     }
-    otaml_http_response_t resp;
+    otaml_http_response_t resp = {0};
     s.resp = &resp;
     st = otaml_port_http_get(m->file, headers, n_headers, prv_image_sink, &s, &resp);
 
@@ -434,6 +458,10 @@ static otaml_poll_outcome_t prv_install(otaml_agent_t *a, const otaml_manifest_t
 otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
 {
     *outcome = OTAML_POLL_IDLE;
+    if (a->token[0] == '\0') {
+        otaml_status_t claimed = otaml_agent_claim(a);
+        if (claimed != OTAML_OK) return claimed == OTAML_ERR_TRANSPORT ? claimed : OTAML_OK;
+    }
     otaml_agent_outbox_flush(a);
 
     otaml_checkin_t c;
@@ -441,9 +469,19 @@ otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
     otaml_buffer_t body = {.cap = OTAML_MAX_MANIFEST_BYTES};
     body.buf = malloc(body.cap);
     if (body.buf == NULL) return OTAML_ERR_NO_MEM;
-    otaml_http_response_t resp;
+    otaml_http_response_t resp = {0};
+    resp.keyset = malloc(OTAML_MAX_KEYSET_B64 + 1); /* released right after the request */
+    resp.keyset_cap = resp.keyset != NULL ? OTAML_MAX_KEYSET_B64 + 1 : 0;
     otaml_status_t st = otaml_port_http_get(a->manifest_url, c.h, c.n, otaml_agent_buffer_sink, &body, &resp);
+    if ((st == OTAML_OK || body.overflow) && resp.poll_interval_s > 0) otaml_agent_keyset_take(a, &resp);
+    free(resp.keyset);
+    resp.keyset = NULL;
+    resp.keyset_cap = 0;
     if (st == OTAML_OK || body.overflow) prv_config_take(a, &resp);
+    if (st == OTAML_OK && otaml_agent_token_answer(a, &resp, resp.poll_interval_s > 0)) {
+        free(body.buf);
+        return OTAML_OK; /* the next poll asks again with the previous token */
+    }
 
     if (resp.poll_interval_s > 0) {
         uint32_t floor_s = a->cfg.min_poll_interval_s;
@@ -466,6 +504,7 @@ otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
     if (resp.status != 200) {
         free(body.buf);
         if (resp.status == 401) OTAML_LOGE(TAG, "server refused device %s: check its id and token", a->cfg.device_id);
+        else if (resp.status == 403) OTAML_LOGW(TAG, "device %s waits for an operator to accept it", a->cfg.device_id);
         else if (resp.status != 304 && resp.status != 404) OTAML_LOGW(TAG, "poll answered HTTP %d", resp.status);
         else OTAML_LOGD(TAG, "poll: HTTP %d", resp.status);
         return OTAML_OK;
@@ -488,7 +527,7 @@ otaml_status_t otaml_agent_poll(otaml_agent_t *a, otaml_poll_outcome_t *outcome)
     };
     otaml_version_parse(a->running.version, &ctx.running_version);
     otaml_reason_t reason;
-    otaml_decision_t d = otaml_policy_evaluate(a->cfg.keyring, body.buf, body.len, signature, &ctx, &m, &reason);
+    otaml_decision_t d = otaml_policy_evaluate(a->ring, body.buf, body.len, signature, &ctx, &m, &reason);
     free(body.buf);
 
     switch (d) {

@@ -38,9 +38,38 @@ typedef struct {
     char mv[24];
     char sv[12];
     char cfg_rev[24];
+    char ks_ver[24];
 } otaml_checkin_t;
 
 void otaml_agent_checkin_headers(otaml_agent_t *a, otaml_checkin_t *c, bool with_etag);
+
+/** Load the key set stored in NVS (if any, and newer than the built-in one) into agent->ring. */
+void otaml_agent_keyset_load(otaml_agent_t *a);
+/** Apply a key set from a poll answer (X-Otaml-Keyset), after the device's checks (otaml_keyset.h). */
+void otaml_agent_keyset_take(otaml_agent_t *a, const otaml_http_response_t *resp);
+
+/** A token as the protocol spells one: 16 to 64 characters of A-Z a-z 0-9 - _. */
+bool otaml_token_valid(const char *token);
+
+/**
+ * Claim a device token with the fleet claim token (POST /api/claim), when the device has none.
+ * @return OTAML_OK (claimed, or a token was there), OTAML_ERR_TRANSPORT (ask again later),
+ *         OTAML_ERR_HTTP_STATUS (refused: expired or used-up claim token, id taken), OTAML_ERR_INVALID_ARG
+ *         (no usable claim token), OTAML_ERR_IO, OTAML_ERR_NO_MEM.
+ */
+otaml_status_t otaml_agent_claim(otaml_agent_t *a);
+
+/** The token a request authenticates with: a rotated one being tried, else the device token. */
+const char *otaml_agent_auth_token(const otaml_agent_t *a);
+
+/**
+ * Token rotation (manifests/README.md, "Device tokens"), after a check-in the otaml server answered
+ * (from_server: X-Otaml-Poll-Interval present). A rotated token being tried becomes the device token
+ * once the server accepted it (any status but 401); a 401 drops it and the old token is used again.
+ * A new token the server hands over (X-Otaml-New-Token) is stored first (token_nx), then tried.
+ * @return true when the check-in was refused only because a rotated token was tried: ask again.
+ */
+bool otaml_agent_token_answer(otaml_agent_t *a, const otaml_http_response_t *resp, bool from_server);
 
 /** A bounded response body; the sink refuses (and flags overflow) past cap. */
 typedef struct {

@@ -56,7 +56,7 @@ static bool prv_signed_manifest(otaml_agent_t *a, const otaml_http_response_t *r
 {
     char signature[OTAML_MAX_SIGNATURE_B64 + 2];
     otaml_agent_manifest_signature(a, resp, signature, sizeof(signature));
-    return signature[0] != '\0' && otaml_manifest_verify(a->cfg.keyring, body->buf, body->len, signature, NULL) == OTAML_OK;
+    return signature[0] != '\0' && otaml_manifest_verify(a->ring, body->buf, body->len, signature, NULL) == OTAML_OK;
 }
 
 /*
@@ -76,13 +76,16 @@ static prv_answer_t prv_ask_server(otaml_agent_t *a, char *why, size_t size)
         snprintf(why, size, "%s", otaml_status_to_str(OTAML_ERR_NO_MEM));
         return PRV_NO_ANSWER;
     }
-    otaml_http_response_t resp;
+    otaml_http_response_t resp = {0};
     otaml_status_t st = otaml_port_http_get(a->manifest_url, c.h, c.n, otaml_agent_buffer_sink, &body, &resp);
     bool from_server = resp.poll_interval_s > 0;
     int s = resp.status;
     prv_answer_t answer = PRV_NO_ANSWER;
+    bool token_retry = st == OTAML_OK && otaml_agent_token_answer(a, &resp, from_server);
     if (st != OTAML_OK && !body.overflow) {
         snprintf(why, size, "%s", otaml_status_to_str(st));
+    } else if (token_retry) {
+        snprintf(why, size, "the rotated token was refused: asking again with the previous one");
     } else if (from_server && (s == 400 || s == 401)) {
         snprintf(why, size, "the server refused this image's check-in: HTTP %d (%s)", s,
                  s == 401 ? "device id or token" : "malformed check-in");

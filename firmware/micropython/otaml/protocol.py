@@ -24,6 +24,12 @@ H_CONFIG_SIGNATURE = "X-Otaml-Config-Signature"
 H_MODEL = "X-Otaml-Model"
 H_ML_COUNTERS = "X-Otaml-Ml-Counters"
 H_ML_LATENCY_US = "X-Otaml-Ml-Latency-Us"
+# Token rotation and key sets (manifests/README.md): this client does not take them yet; it omits
+# X-Otaml-Keyset-Version, so the server sends it no key sets, and it keeps its token when one is handed over.
+H_NEW_TOKEN = "X-Otaml-New-Token"
+H_KEYSET_VERSION = "X-Otaml-Keyset-Version"
+H_KEYSET = "X-Otaml-Keyset"
+H_KEYSET_SIGNATURE = "X-Otaml-Keyset-Signature"
 
 # Reason codes, in the order of the C header's OTAML_REASON_LIST.
 OK = "ok"

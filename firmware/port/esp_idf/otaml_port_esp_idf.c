@@ -64,6 +64,14 @@ int64_t otaml_port_trusted_time(void)
 
 uint32_t otaml_port_random(void) { return esp_random(); }
 
+/* The hardware RNG is a true random source while Wi-Fi (or the bootloader's entropy source) runs: the
+ * device claims its token after Wi-Fi is up. */
+otaml_status_t otaml_port_random_bytes(uint8_t *buf, size_t len)
+{
+    esp_fill_random(buf, len);
+    return OTAML_OK;
+}
+
 void otaml_port_delay_ms(uint32_t ms) { vTaskDelay(pdMS_TO_TICKS(ms)); }
 
 /* ---- network ---- */
@@ -164,6 +172,12 @@ static esp_err_t prv_on_event(esp_http_client_event_t *evt)
         if (strlen(evt->header_value) < sizeof(resp->config_signature)) {
             strcpy(resp->config_signature, evt->header_value);
         }
+    } else if (strcasecmp(evt->header_key, OTAML_H_NEW_TOKEN) == 0) {
+        if (strlen(evt->header_value) < sizeof(resp->new_token)) strcpy(resp->new_token, evt->header_value);
+    } else if (strcasecmp(evt->header_key, OTAML_H_KEYSET) == 0 && resp->keyset != NULL) {
+        if (strlen(evt->header_value) < resp->keyset_cap) strcpy(resp->keyset, evt->header_value);
+    } else if (strcasecmp(evt->header_key, OTAML_H_KEYSET_SIGNATURE) == 0) {
+        if (strlen(evt->header_value) < sizeof(resp->keyset_signature)) strcpy(resp->keyset_signature, evt->header_value);
     }
     return ESP_OK;
 }
@@ -188,7 +202,7 @@ static esp_http_client_handle_t prv_client(const char *url, otaml_http_response_
         .user_data = resp,
         .method = method,
         .keep_alive_enable = true,
-        .buffer_size = 2048,    /* response headers: X-Otaml-Config is up to 700 characters */
+        .buffer_size = 2048,    /* response headers: X-Otaml-Keyset is up to 1368 characters */
         .buffer_size_tx = 1536, /* request headers: the check-in with ML counters and config */
     };
     return esp_http_client_init(&config);
@@ -197,7 +211,7 @@ static esp_http_client_handle_t prv_client(const char *url, otaml_http_response_
 otaml_status_t otaml_port_http_get(const char *url, const otaml_header_t *headers, size_t n_headers,
                                    otaml_body_sink_t sink, void *sink_ctx, otaml_http_response_t *resp)
 {
-    memset(resp, 0, sizeof(*resp));
+    otaml_http_response_reset(resp);
     resp->content_length = -1;
     esp_http_client_handle_t client = prv_client(url, resp, HTTP_METHOD_GET);
     if (client == NULL) return OTAML_ERR_TRANSPORT;

@@ -18,6 +18,7 @@
 #include "otaml_port.h"
 #include "otaml_protocol.h"
 #include "sim_flash.h"
+#include "sim_nvs.h"
 #include "sim_port.h"
 
 static const char *TAG = "port_posix";
@@ -60,8 +61,9 @@ void otaml_port_log(otaml_log_level_t level, const char *tag, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stdout, "%c (%u) %s: %s\n", letters[level], prv_millis(), tag, msg);
-    fflush(stdout);
+    FILE *out = s_cfg.log_stderr ? stderr : stdout;
+    fprintf(out, "%c (%u) %s: %s\n", letters[level], prv_millis(), tag, msg);
+    fflush(out);
 }
 
 int64_t otaml_port_trusted_time(void) { return s_cfg.trusted_time ? (int64_t)time(NULL) : 0; }
@@ -71,6 +73,16 @@ uint32_t otaml_port_random(void)
     uint32_t v = 0;
     if (getrandom(&v, sizeof(v), 0) != sizeof(v)) v = (uint32_t)rand();
     return v;
+}
+
+otaml_status_t otaml_port_random_bytes(uint8_t *buf, size_t len)
+{
+    for (size_t done = 0; done < len;) {
+        ssize_t n = getrandom(buf + done, len - done, 0);
+        if (n <= 0 && errno != EINTR) return OTAML_ERR_IO;
+        if (n > 0) done += (size_t)n;
+    }
+    return OTAML_OK;
 }
 
 void otaml_port_delay_ms(uint32_t ms)
@@ -94,183 +106,62 @@ otaml_status_t otaml_port_network_wait(uint32_t timeout_ms)
     return until_ip <= timeout_ms ? OTAML_OK : OTAML_ERR_TRANSPORT;
 }
 
-/* ---- NVS: key/values in the nvs partition, two copies with sequence and CRC, so a power cut
- * during a write leaves the previous copy readable (as NVS's own journaling does). ---- */
+/* ---- NVS: ESP-IDF's format in the nvs partition (sim_nvs.c), namespace "otaml" ---- */
 
-#define KV_MAGIC 0x314B564Fu /* "OVK1" */
-#define KV_MAX 32
+#define NVS_NAMESPACE "otaml"
 
-typedef struct {
-    uint32_t magic, seq, len, crc;
-} kv_header_t;
+static bool s_nvs_mounted;
 
-typedef struct {
-    char key[16];
-    char type; /* 'u' or 's' */
-    char value[160];
-} kv_entry_t;
-
-static kv_entry_t s_kv[KV_MAX];
-static int s_nkv;
-static uint32_t s_kv_seq;
-static int s_kv_half = -1; /* which half holds the newest copy */
-
-static uint32_t prv_crc32(const uint8_t *p, size_t n)
+/* Mounted at first use, as nvs_flash_init at boot: a partition holding no NVS pages is used as erased. */
+static otaml_status_t prv_nvs(void)
 {
-    uint32_t crc = 0xFFFFFFFFu;
-    while (n--) {
-        crc ^= *p++;
-        for (int k = 0; k < 8; k++) crc = (crc & 1) ? (crc >> 1) ^ 0xEDB88320u : crc >> 1;
-    }
-    return ~crc;
-}
-
-static otaml_status_t prv_kv_load(void)
-{
-    if (s_kv_half >= 0) return OTAML_OK;
+    if (s_nvs_mounted) return OTAML_OK;
     const sim_partition_t *p = sim_flash_partition("nvs");
     if (p == NULL) return OTAML_ERR_IO;
-    uint32_t half = p->size / 2;
-    s_nkv = 0;
-    s_kv_seq = 0;
-    s_kv_half = 1; /* so the first write goes to half 0 */
-    char *text = malloc(half);
-    if (text == NULL) return OTAML_ERR_NO_MEM;
-    int best = -1;
-    uint32_t best_seq = 0;
-    for (int h = 0; h < 2; h++) {
-        kv_header_t hdr;
-        if (sim_flash_read(p->offset + h * half, &hdr, sizeof(hdr)) != OTAML_OK) continue;
-        if (hdr.magic != KV_MAGIC || hdr.len > half - sizeof(hdr)) continue;
-        if (sim_flash_read(p->offset + h * half + sizeof(hdr), text, hdr.len) != OTAML_OK) continue;
-        if (prv_crc32((uint8_t *)text, hdr.len) != hdr.crc) continue;
-        if (best < 0 || hdr.seq > best_seq) {
-            best = h;
-            best_seq = hdr.seq;
-        }
+    otaml_status_t st = sim_nvs_mount(p->offset, p->size);
+    if (st != OTAML_OK) {
+        OTAML_LOGE(TAG, "cannot mount the nvs partition: %s", otaml_status_to_str(st));
+        return OTAML_ERR_IO;
     }
-    if (best >= 0) {
-        kv_header_t hdr;
-        sim_flash_read(p->offset + best * half, &hdr, sizeof(hdr));
-        sim_flash_read(p->offset + best * half + sizeof(hdr), text, hdr.len);
-        text[hdr.len] = '\0';
-        for (char *line = strtok(text, "\n"); line && s_nkv < KV_MAX; line = strtok(NULL, "\n")) {
-            kv_entry_t *e = &s_kv[s_nkv];
-            char *t1 = strchr(line, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-            if (t1 == NULL || t2 == NULL) continue;
-            *t1 = *t2 = '\0';
-            snprintf(e->key, sizeof(e->key), "%s", line);
-            e->type = t1[1];
-            snprintf(e->value, sizeof(e->value), "%s", t2 + 1);
-            s_nkv++;
-        }
-        s_kv_seq = best_seq;
-        s_kv_half = best;
-    }
-    free(text);
+    s_nvs_mounted = true;
     return OTAML_OK;
 }
 
-static otaml_status_t prv_kv_commit(void)
+static otaml_status_t prv_nvs_write_result(otaml_status_t st)
 {
-    const sim_partition_t *p = sim_flash_partition("nvs");
-    if (p == NULL) return OTAML_ERR_IO;
-    uint32_t half = p->size / 2;
-    char *text = malloc(half);
-    if (text == NULL) return OTAML_ERR_NO_MEM;
-    size_t len = sizeof(kv_header_t);
-    for (int i = 0; i < s_nkv; i++) {
-        int n = snprintf(text + len, half - len, "%s\t%c\t%s\n", s_kv[i].key, s_kv[i].type, s_kv[i].value);
-        if (n < 0 || (size_t)n >= half - len) {
-            free(text);
-            return OTAML_ERR_TOO_LARGE;
-        }
-        len += (size_t)n;
-    }
-    kv_header_t hdr = {KV_MAGIC, s_kv_seq + 1, (uint32_t)(len - sizeof(hdr)), 0};
-    hdr.crc = prv_crc32((uint8_t *)text + sizeof(hdr), hdr.len);
-    memcpy(text, &hdr, sizeof(hdr));
-    int target = s_kv_half == 0 ? 1 : 0;
-    otaml_status_t st = sim_flash_erase(p->offset + target * half, half);
-    if (st == OTAML_OK) st = sim_flash_write(p->offset + target * half, text, len);
-    free(text);
-    if (st == OTAML_OK) {
-        s_kv_seq++;
-        s_kv_half = target;
-    }
-    return st;
-}
-
-static kv_entry_t *prv_kv_find(const char *key)
-{
-    for (int i = 0; i < s_nkv; i++) {
-        if (strcmp(s_kv[i].key, key) == 0) return &s_kv[i];
-    }
-    return NULL;
-}
-
-static otaml_status_t prv_kv_set(const char *key, char type, const char *value)
-{
-    OTAML_RETURN_IF_ERROR(prv_kv_load());
-    if (strlen(key) > 15 || strchr(value, '\n') || strchr(value, '\t') || strlen(value) >= sizeof(s_kv[0].value)) {
-        return OTAML_ERR_INVALID_ARG;
-    }
-    kv_entry_t *e = prv_kv_find(key);
-    if (e == NULL) {
-        if (s_nkv == KV_MAX) return OTAML_ERR_NO_MEM;
-        e = &s_kv[s_nkv++];
-        snprintf(e->key, sizeof(e->key), "%s", key);
-    } else if (e->type == type && strcmp(e->value, value) == 0) {
-        return OTAML_OK; /* unchanged: no flash write */
-    }
-    e->type = type;
-    snprintf(e->value, sizeof(e->value), "%s", value);
-    return prv_kv_commit();
+    return st == OTAML_OK || st == OTAML_ERR_INVALID_ARG || st == OTAML_ERR_TOO_LARGE ? st : OTAML_ERR_IO;
 }
 
 otaml_status_t otaml_port_store_get_u64(const char *key, uint64_t *value)
 {
-    OTAML_RETURN_IF_ERROR(prv_kv_load());
-    kv_entry_t *e = prv_kv_find(key);
-    if (e == NULL || e->type != 'u') return OTAML_ERR_NOT_FOUND;
-    *value = strtoull(e->value, NULL, 10);
-    return OTAML_OK;
+    OTAML_RETURN_IF_ERROR(prv_nvs());
+    otaml_status_t st = sim_nvs_get_int(NVS_NAMESPACE, key, value);
+    return st == OTAML_ERR_INVALID_ARG ? OTAML_ERR_NOT_FOUND : st;
 }
 
 otaml_status_t otaml_port_store_set_u64(const char *key, uint64_t value)
 {
-    char text[24];
-    snprintf(text, sizeof(text), "%llu", (unsigned long long)value);
-    return prv_kv_set(key, 'u', text);
+    OTAML_RETURN_IF_ERROR(prv_nvs());
+    return prv_nvs_write_result(sim_nvs_set_u64(NVS_NAMESPACE, key, value));
 }
 
 otaml_status_t otaml_port_store_get_str(const char *key, char *buf, size_t size)
 {
-    OTAML_RETURN_IF_ERROR(prv_kv_load());
-    kv_entry_t *e = prv_kv_find(key);
-    if (e == NULL || e->type != 's') return OTAML_ERR_NOT_FOUND;
-    if (strlen(e->value) >= size) return OTAML_ERR_TOO_LARGE;
-    memcpy(buf, e->value, strlen(e->value) + 1);
-    return OTAML_OK;
+    OTAML_RETURN_IF_ERROR(prv_nvs());
+    otaml_status_t st = sim_nvs_get_str(NVS_NAMESPACE, key, buf, size);
+    return st == OTAML_ERR_INVALID_ARG ? OTAML_ERR_NOT_FOUND : st;
 }
 
 otaml_status_t otaml_port_store_set_str(const char *key, const char *value)
 {
-    /* Device-provided text (a self-test detail) may contain anything: keep the store line-safe. */
-    char clean[160];
-    size_t i = 0;
-    for (; value[i] && i < sizeof(clean) - 1; i++) clean[i] = (value[i] == '\n' || value[i] == '\t') ? ' ' : value[i];
-    clean[i] = '\0';
-    return prv_kv_set(key, 's', clean);
+    OTAML_RETURN_IF_ERROR(prv_nvs());
+    return prv_nvs_write_result(sim_nvs_set_str(NVS_NAMESPACE, key, value));
 }
 
 otaml_status_t otaml_port_store_erase(const char *key)
 {
-    OTAML_RETURN_IF_ERROR(prv_kv_load());
-    kv_entry_t *e = prv_kv_find(key);
-    if (e == NULL) return OTAML_OK;
-    *e = s_kv[--s_nkv];
-    return prv_kv_commit();
+    OTAML_RETURN_IF_ERROR(prv_nvs());
+    return prv_nvs_write_result(sim_nvs_erase_key(NVS_NAMESPACE, key));
 }
 
 /* ---- HTTP over libcurl ---- */
@@ -294,14 +185,14 @@ static size_t prv_on_header(char *data, size_t size, size_t nitems, void *userda
 {
     prv_transfer_t *t = userdata;
     size_t len = size * nitems;
-    char line[1024];
+    char line[2048]; /* X-Otaml-Keyset is up to 1368 characters; a longer line is cut, then refused */
     size_t n = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
     memcpy(line, data, n);
     line[n] = '\0';
     while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == '\n')) line[--n] = '\0';
     if (strncmp(line, "HTTP/", 5) == 0) { /* a new response (after a redirect or 100): start over */
         const char *sp = strchr(line, ' ');
-        memset(t->resp, 0, sizeof(*t->resp));
+        otaml_http_response_reset(t->resp);
         t->resp->content_length = -1;
         t->resp->status = sp ? atoi(sp + 1) : 0;
         return len;
@@ -317,6 +208,12 @@ static size_t prv_on_header(char *data, size_t size, size_t nitems, void *userda
     else if (strcasecmp(line, OTAML_H_CONFIG) == 0) prv_copy_bounded(t->resp->config, sizeof(t->resp->config), value);
     else if (strcasecmp(line, OTAML_H_CONFIG_SIGNATURE) == 0) {
         prv_copy_bounded(t->resp->config_signature, sizeof(t->resp->config_signature), value);
+    }
+    else if (strcasecmp(line, OTAML_H_NEW_TOKEN) == 0) prv_copy_bounded(t->resp->new_token, sizeof(t->resp->new_token), value);
+    else if (strcasecmp(line, OTAML_H_KEYSET) == 0 && t->resp->keyset != NULL) {
+        prv_copy_bounded(t->resp->keyset, t->resp->keyset_cap, value);
+    } else if (strcasecmp(line, OTAML_H_KEYSET_SIGNATURE) == 0) {
+        prv_copy_bounded(t->resp->keyset_signature, sizeof(t->resp->keyset_signature), value);
     }
     else if (strcasecmp(line, "Content-Length") == 0) t->resp->content_length = strtoll(value, NULL, 10);
     return len;
@@ -393,7 +290,7 @@ static otaml_status_t prv_perform(CURL *curl, prv_transfer_t *t)
 otaml_status_t otaml_port_http_get(const char *url, const otaml_header_t *headers, size_t n_headers,
                                    otaml_body_sink_t sink, void *sink_ctx, otaml_http_response_t *resp)
 {
-    memset(resp, 0, sizeof(*resp));
+    otaml_http_response_reset(resp);
     resp->content_length = -1;
     CURL *curl = prv_curl();
     if (curl == NULL) return OTAML_ERR_NO_MEM;

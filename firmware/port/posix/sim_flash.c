@@ -41,6 +41,18 @@ typedef struct __attribute__((packed)) {
 } partition_info_t;
 
 static int s_fd = -1;
+static long s_cut_after = -1; /* tests: writes and erases left before a simulated power cut (-1: none) */
+
+void sim_flash_cut_after(long operations) { s_cut_after = operations; }
+
+/* After the cut nothing reaches the flash: the process is "off" until the test reopens it. */
+static bool prv_power_cut(void)
+{
+    if (s_cut_after < 0) return false;
+    if (s_cut_after == 0) return true;
+    s_cut_after--;
+    return false;
+}
 static sim_partition_t s_parts[SIM_MAX_PARTITIONS];
 static int s_nparts;
 
@@ -55,6 +67,7 @@ otaml_status_t sim_flash_read(uint32_t addr, void *buf, size_t len)
 otaml_status_t sim_flash_write(uint32_t addr, const void *buf, size_t len)
 {
     if ((uint64_t)addr + len > SIM_FLASH_SIZE) return OTAML_ERR_INVALID_ARG;
+    if (prv_power_cut()) return OTAML_ERR_IO;
     uint8_t old[4096];
     const uint8_t *src = buf;
     for (size_t done = 0; done < len;) {
@@ -70,6 +83,7 @@ otaml_status_t sim_flash_write(uint32_t addr, const void *buf, size_t len)
 otaml_status_t sim_flash_erase(uint32_t addr, size_t len)
 {
     if (addr % SIM_SECTOR || len % SIM_SECTOR || (uint64_t)addr + len > SIM_FLASH_SIZE) return OTAML_ERR_INVALID_ARG;
+    if (prv_power_cut()) return OTAML_ERR_IO;
     uint8_t ff[SIM_SECTOR];
     memset(ff, 0xFF, sizeof(ff));
     for (size_t done = 0; done < len; done += SIM_SECTOR) {

@@ -50,6 +50,8 @@ otaml_status_t sim_flash_reset_otadata(void);
 otaml_status_t sim_flash_read(uint32_t addr, void *buf, size_t len);
 /** NOR write: clears bits only. */
 otaml_status_t sim_flash_write(uint32_t addr, const void *buf, size_t len);
+/** Tests: let `operations` more writes or erases through, then none (a power cut); -1 restores power. */
+void sim_flash_cut_after(long operations);
 /** addr and len must be sector-aligned. */
 otaml_status_t sim_flash_erase(uint32_t addr, size_t len);
 

@@ -11,6 +11,7 @@ typedef struct {
     bool verbose;                /* D-level logs */
     uint32_t ip_after_ms;        /* the station gets its IP address this long after boot (Wi-Fi joining) */
     char *const *argv;           /* for a reboot: the process restarts itself with these */
+    bool log_stderr;             /* logs to stderr (a command whose stdout is JSON) */
 } sim_port_config_t;
 
 void sim_port_configure(const sim_port_config_t *cfg);

@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 
 from otaml.core.config import Settings
 from otaml.fleet.checkins import CheckinBuffer
+from otaml.fleet.keysets import KeySetCache
 from otaml.fleet.config import ConfigSigner, SignedConfigCache
 from otaml.fleet.tokens import TokenCache
 from otaml.rollouts.policy import PolicyCache
@@ -27,6 +28,7 @@ class ServerContext:
     blob_cache: BlobCache
     policy: PolicyCache
     config_docs: SignedConfigCache
+    keysets: KeySetCache
 
     @classmethod
     def create(cls, settings: Settings, engine: Engine) -> ServerContext:
@@ -38,7 +40,8 @@ class ServerContext:
             blob_cache=BlobCache(store),
             mirror=StaticMirror(settings.data_dir / "static", settings.default_channel),
             checkins=CheckinBuffer(),
-            tokens=TokenCache(engine),
+            tokens=TokenCache(engine, settings.policy_ttl),
             policy=PolicyCache(engine, settings.policy_ttl),
             config_docs=SignedConfigCache(ConfigSigner(settings.config_key_file)),
+            keysets=KeySetCache(engine, settings.policy_ttl),
         )

@@ -32,6 +32,8 @@ DEFAULT_LIMIT = 64 * 1024
 EVENT_LIMIT = 4 * 1024  # a device's event: kind, version, reason and 256 characters of detail
 MANIFEST_LIMIT = MAX_MANIFEST_BYTES  # what the firmware accepts
 FORM_LIMIT = 4 * 1024  # the dashboard's login and action forms
+BATCH_LIMIT = 1024 * 1024  # release provision: up to 10,000 device ids at once
+CLAIM_LIMIT = 1024  # a device's claim: its id and the token it chose
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -53,6 +55,8 @@ def rules(settings: Settings) -> list[BodyRule]:
         rule("POST", r"/api/releases", settings.max_upload_bytes, "stream", settings.upload_timeout),
         rule("POST", r"/api/channels/[^/]*/manifests", MANIFEST_LIMIT, "stream"),
         rule("POST", r"/api/devices/[^/]*/events", EVENT_LIMIT, "json"),
+        rule("POST", r"/api/devices/batch", BATCH_LIMIT, "json"),
+        rule("POST", r"/api/claim", CLAIM_LIMIT, "json"),
         rule("POST", r"/api/rollouts", 128 * 1024, "json"),
         rule("POST", r"/dashboard/.*", FORM_LIMIT, "form"),
         rule("POST PUT PATCH", r".*", DEFAULT_LIMIT, "json"),

@@ -19,7 +19,7 @@ from otaml.api import errors
 from otaml.api.context import ServerContext
 from otaml.api.limits import BodyLimits
 from otaml.api.poll_asgi import PollFastPath
-from otaml.api.routes import binaries, channels, config, devices, info, manifests, releases, rollouts
+from otaml.api.routes import binaries, channels, claims, config, devices, info, keys, manifests, releases, rollouts
 from otaml.core.config import Settings
 from otaml.dashboard import routes as dashboard_routes
 from otaml.core.db import init_db, make_engine
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="otaml release server", version=__version__, lifespan=lifespan, responses=errors.ERROR_RESPONSES)
     errors.install(app)
 
-    for module in (manifests, binaries, releases, channels, devices, rollouts, config, info):
+    for module in (manifests, binaries, releases, channels, devices, rollouts, config, info, claims, keys):
         app.include_router(module.router)
     app.include_router(dashboard_routes.router)
     app.mount("/dashboard/static", StaticFiles(directory=dashboard_routes.STATIC_DIR), name="dashboard-static")

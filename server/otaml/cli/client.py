@@ -105,6 +105,40 @@ class ReleaseClient:
     def enroll(self, device_id: str) -> dict[str, Any]:
         return self._request("POST", "/api/devices", json={"device_id": device_id})
 
+    def enroll_batch(self, devices: list[dict[str, Any]], rotate: bool) -> dict[str, Any]:
+        return self._request("POST", "/api/devices/batch", json={"devices": devices, "rotate": rotate})
+
+    def device_action(self, device_id: str, action: str) -> dict[str, Any]:
+        """rotate-token, revoke, accept"""
+        return self._request("POST", f"/api/devices/{quote(device_id, safe='')}/{action}")
+
+    def remove_device(self, device_id: str) -> None:
+        self._request("DELETE", f"/api/devices/{quote(device_id, safe='')}")
+
+    def create_claim_token(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/api/claim-tokens", json=spec)
+
+    def claim_tokens(self) -> dict[str, Any]:
+        return self._request("GET", "/api/claim-tokens")
+
+    def revoke_claim_token(self, claim_id: int) -> dict[str, Any]:
+        return self._request("POST", f"/api/claim-tokens/{claim_id}/revoke")
+
+    def keys(self) -> dict[str, Any]:
+        return self._request("GET", "/api/keys")
+
+    def trust_key(self, public_pem: str) -> dict[str, Any]:
+        return self._request("POST", "/api/keys", json={"public_pem": public_pem})
+
+    def retire_key(self, key_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/api/keys/{quote(key_id, safe='')}/retire")
+
+    def keysets(self) -> dict[str, Any]:
+        return self._request("GET", "/api/keysets")
+
+    def add_keyset(self, document_b64: str, signature: str) -> dict[str, Any]:
+        return self._request("POST", "/api/keysets", json={"document": document_b64, "signature": signature})
+
     def devices(self, **filters: Any) -> dict[str, Any]:
         return self._request("GET", "/api/devices", params={k: v for k, v in filters.items() if v is not None})
 

@@ -192,6 +192,40 @@ def device_hold(device_id: str, release_: bool, server: str, token: str) -> None
         _print_device_change(client.update_device(device_id, hold=not release_, pin_version=""))
 
 
+def _credential_action(name: str, doc: str, done: str) -> click.Command:
+    @click.argument("device_id")
+    @server_option
+    @token_option
+    def command(device_id: str, server: str, token: str) -> None:
+        with ReleaseClient(server, token) as client:
+            c = client.device_action(device_id, name)
+        rotation = "; a new token waits for its next check-in" if c["token_rotation_pending"] else ""
+        out.print(f"{c['device_id']}: {done} (now {c['status']}{rotation})")
+
+    command.__doc__ = doc
+    return device.command(name)(command)
+
+
+_credential_action("rotate-token", "Give DEVICE_ID a new token: its next authenticated poll hands it over, and the old "
+                   "one stops working once the device has used the new one.", "token rotation started")
+_credential_action("revoke", "Refuse every request of DEVICE_ID (401) from now on.", "revoked")
+_credential_action("accept", "Accept DEVICE_ID, which claimed itself and waits for approval.", "accepted")
+
+
+@device.command("remove")
+@click.argument("device_id")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@server_option
+@token_option
+def device_remove(device_id: str, yes: bool, server: str, token: str) -> None:
+    """Forget DEVICE_ID: its record, token and history (re-enroll it to bring it back)."""
+    if not yes:
+        click.confirm(f"remove {device_id} and its history?", abort=True, err=True)
+    with ReleaseClient(server, token) as client:
+        client.remove_device(device_id)
+    out.print(f"{device_id}: removed")
+
+
 @device.command("state")
 @click.argument("device_id")
 @server_option

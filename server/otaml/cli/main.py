@@ -17,7 +17,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from otaml import __version__
-from otaml.cli import fleet, publishing
+from otaml.cli import fleet, provision, publishing
 from otaml.cli.client import ReleaseClient
 from otaml.cli.options import err, json_option, key_option, out, server_option, token_option
 from otaml.core.config import INSECURE_ADMIN_TOKEN
@@ -206,7 +206,8 @@ def devices(version_: str | None, channel: str | None, tag: str | None, state: s
     table = Table("device", "version", "channel", "partition", "state", "last seen (UTC)", "last event", "reason", "model")
     for d in page["data"]:
         table.add_row(
-            d["device_id"], d["version"] or "-", d["channel"] or "-", d["partition"] or "-", d["ota_state"] or "-",
+            d["device_id"] + ("" if d.get("status", "active") == "active" else f" ({d['status']})"),
+            d["version"] or "-", d["channel"] or "-", d["partition"] or "-", d["ota_state"] or "-",
             (d["last_seen"] or "never")[:19], d["last_event"] or "", d["last_reason"] or "", d.get("ml_model") or "",
         )
     out.print(table)
@@ -309,6 +310,9 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
+cli.add_command(provision.provision)
+cli.add_command(provision.claim)
+cli.add_command(provision.key)
 cli.add_command(fleet.rollout)
 cli.add_command(fleet.device)
 cli.add_command(fleet.config)

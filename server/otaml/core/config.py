@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     # Let anyone who can reach /dashboard see it read-only (a wall display); actions still need the login.
     dashboard_public: bool = False
     dashboard_refresh: float = Field(2.0, ge=0.5, le=60)  # seconds between live updates of a page
+    # Claims (POST /api/claim) a client address may make per minute; a factory line claims in bursts.
+    claim_rate_per_minute: int = Field(30, ge=1, le=100_000)
+    # Trust the repository's test keys outside development (test rigs and `release demo` only: their
+    # private halves are public).
+    allow_test_keys: bool = False
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:

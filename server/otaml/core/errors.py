@@ -120,3 +120,27 @@ class BodyTimeoutError(OtamlError):
     """A request body that arrived too slowly (ended, so slow uploads cannot hold the server)."""
 
     status = 408
+
+
+class PendingApprovalError(OtamlError):
+    """A claimed device that no operator has accepted yet (`release device accept ID`)."""
+
+    status = 403
+
+
+class RateLimitError(OtamlError):
+    """Too many attempts from one client (claiming)."""
+
+    status = 429
+
+
+class KeySetError(OtamlError):
+    """A key-set document or its signature that the server (or a device) would refuse."""
+
+    status = 422
+
+
+class TestKeyError(OtamlError):
+    """One of the repository's test keys, outside development."""
+
+    status = 403

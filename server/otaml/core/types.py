@@ -67,6 +67,9 @@ TAG = Rule(r"[a-z0-9._:-]{1,32}", "a tag of 1 to 32 of a-z 0-9 . _ : -", 32)
 CHANNEL = Rule(r"[a-z0-9][a-z0-9._-]{0,31}", "a channel of 1 to 32 of a-z 0-9 . _ - (starting with a letter or digit)", 32)
 VERSION = VersionRule(_VERSION, "a version of 1 to 3 dot-separated numbers (0 to 65535, no leading zeros), like 1.2 or 1.2.3", 17)
 FILENAME = Rule(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", "a plain file name of letters, digits, . _ - (at most 128)", 128)
+# A device or claim token (what tokens.new_token makes, or a claiming device chooses): base64url.
+DEVICE_TOKEN = Rule(r"[A-Za-z0-9_-]{16,64}", "a token of 16 to 64 of A-Z a-z 0-9 _ -", 64)
+KEY_ID = Rule(r"[0-9a-f]{16}", "a key id of 16 lowercase hex digits", 16)
 SHA256 = Rule(r"[0-9a-f]{64}", "64 lowercase hex digits", 64)
 # What a device reports about itself (esp_app_desc_t strings, partition labels): printable ASCII.
 REPORTED_VERSION = Rule(r"[\x20-\x7e]{1,32}", "1 to 32 printable ASCII characters", 32)
@@ -94,6 +97,8 @@ def parse_uint(text: str, high: int) -> int | None:
 
 DeviceId = DEVICE_ID.type
 DeviceIdPrefix = DEVICE_ID_PREFIX.type
+DeviceToken = DEVICE_TOKEN.type
+KeyId = KEY_ID.type
 Tag = TAG.type
 Channel = CHANNEL.type
 VersionText = VERSION.type

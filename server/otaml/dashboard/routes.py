@@ -18,11 +18,12 @@ from otaml.api.deps import ContextDep
 from otaml.core.errors import OtamlError
 from otaml.core.types import DEVICE_ID, Channel, DeviceIdPrefix, ReportedVersion, RowId, Tag
 from otaml.dashboard import auth, views
+from otaml.fleet import credentials
 from otaml.fleet.protocol import EventKind
 from otaml.fleet.search import DeviceFilter
 from otaml.fleet.tokens import tokens_equal
 from otaml.fleet.twins import Drift
-from otaml.models import Device
+from otaml.models import Device, DeviceStatus
 from otaml.rollouts import service
 
 HERE = Path(__file__).parent
@@ -204,6 +205,29 @@ def _device(request: Request, ctx, device_id: str, name: str) -> Response:  # ty
             return response
         data = views.device_detail(session, ctx.policy.get(), device)
     return _render(request, name, viewer=viewer, x=data)
+
+
+@router.post("/devices/{device_id}/accept")
+def accept_device(request: Request, ctx: ContextDep, device_id: str, csrf: Annotated[str, Form()] = "",
+                  from_: Annotated[str, Query(alias="from")] = "") -> Response:
+    """Accept a claimed device waiting for approval (as `release device accept`)."""
+    cookie = request.cookies.get(auth.COOKIE)
+    if not auth.valid_session(ctx.settings.admin_token, cookie):
+        return _to_login(request)
+    if not auth.valid_csrf(ctx.settings.admin_token, cookie, csrf):
+        return HTMLResponse("expected the form's CSRF token; reload the page", status_code=403)
+    if DEVICE_ID.ok(device_id):
+        with Session(ctx.engine) as session:
+            try:
+                credentials.set_status(session, device_id, DeviceStatus.ACTIVE)
+                session.commit()
+            except OtamlError:
+                session.rollback()  # not pending (any more): the page shows its state
+        ctx.tokens.forget(device_id)
+    if request.headers.get("hx-request"):
+        return _devices(request, ctx, "_devices.html", _filter("", "", "", "", "", "", ""), 1, "")
+    target = f"/dashboard/devices/{device_id}" if from_ == "device" and DEVICE_ID.ok(device_id) else "/dashboard/devices"
+    return RedirectResponse(target, status_code=303)
 
 
 @router.get("/devices/{device_id}")

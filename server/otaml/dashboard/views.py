@@ -7,13 +7,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import desc
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from otaml.dashboard.charts import Bar, bar_chart
 from otaml.fleet import stored
 from otaml.fleet.search import DeviceFilter, search
 from otaml.fleet.twins import Drift, device_state, drift_condition
-from otaml.models import ACTIVE_ROLLOUT_STATES, Device, DeviceEvent, DeviceState, Manifest, Release, Rollout, RolloutPublic
+from otaml.models import (
+    ACTIVE_ROLLOUT_STATES,
+    Device,
+    DeviceCredentials,
+    DeviceEvent,
+    DeviceState,
+    DeviceStatus,
+    Manifest,
+    Release,
+    Rollout,
+    RolloutPublic,
+)
 from otaml.releases.publishing import current_manifest
 from otaml.rollouts import service
 from otaml.rollouts.policy import FleetPolicy
@@ -98,6 +109,14 @@ class DevicePage:
     filters: DeviceFilter
     versions: list[str] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)
+    status: dict[str, str] = field(default_factory=dict)  # device id -> pending / revoked (active ones absent)
+
+
+def _statuses(session: Session, ids: list[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    rows = session.exec(select(DeviceCredentials).where(col(DeviceCredentials.device_id).in_(ids))).all()
+    return {r.device_id: r.status for r in rows if r.status != DeviceStatus.ACTIVE}
 
 
 def device_table(session: Session, policy: FleetPolicy, f: DeviceFilter, page: int) -> DevicePage:
@@ -105,7 +124,7 @@ def device_table(session: Session, policy: FleetPolicy, f: DeviceFilter, page: i
     pages = max(1, -(-count // PAGE_SIZE))
     versions = [v for v in session.exec(select(Device.version).distinct().order_by(Device.version)).all() if v]
     channels = [c for c in session.exec(select(Device.channel).distinct().order_by(Device.channel)).all() if c]
-    return DevicePage(rows, count, page, pages, f, versions, channels)
+    return DevicePage(rows, count, page, pages, f, versions, channels, _statuses(session, [d.device_id for d in rows]))
 
 
 @dataclass
@@ -116,6 +135,7 @@ class DeviceDetail:
     events: list[DeviceEvent]
     counters_chart: str
     counters: dict[str, int]
+    status: str = DeviceStatus.ACTIVE
 
 
 def device_detail(session: Session, policy: FleetPolicy, device: Device) -> DeviceDetail:
@@ -124,4 +144,5 @@ def device_detail(session: Session, policy: FleetPolicy, device: Device) -> Devi
     ).all()
     counters = stored.counts(device.ml_counters, "ml_counters") or {}
     chart = bar_chart([Bar(k, v) for k, v in counters.items()], title="Predictions per class since boot")
-    return DeviceDetail(device, stored.tags(device.tags), device_state(policy, device), list(events), chart, counters)
+    status = _statuses(session, [device.device_id]).get(device.device_id, DeviceStatus.ACTIVE)
+    return DeviceDetail(device, stored.tags(device.tags), device_state(policy, device), list(events), chart, counters, status)

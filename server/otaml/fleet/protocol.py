@@ -18,6 +18,7 @@ H_ML_COUNTERS = "X-Otaml-Ml-Counters"  # predictions per class since boot: "heal
 H_ML_LATENCY_US = "X-Otaml-Ml-Latency-Us"  # last inference latency
 H_CONFIG_REVISION = "X-Otaml-Config-Revision"  # revision of the config document applied (0: none yet)
 H_CONFIG_APPLIED = "X-Otaml-Config-Applied"  # properties the device runs: "alert_threshold=80,ml_interval_ms=200"
+H_KEYSET_VERSION = "X-Otaml-Keyset-Version"  # version of the key set the device verifies manifests with (0: built in)
 # Device auth is `Authorization: Bearer <device token>`.
 
 # Response headers.
@@ -26,6 +27,9 @@ H_KEY_ID = "X-Otaml-Key-Id"
 H_POLL_INTERVAL = "X-Otaml-Poll-Interval"  # seconds until the next poll (the device adds jitter)
 H_CONFIG = "X-Otaml-Config"  # base64 desired-config document, sent when the device's revision is older
 H_CONFIG_SIGNATURE = "X-Otaml-Config-Signature"  # base64 DER ECDSA P-256 by the server's online config key
+H_NEW_TOKEN = "X-Otaml-New-Token"  # a rotated device token, only on an answer to a check-in with the current one
+H_KEYSET = "X-Otaml-Keyset"  # base64 key-set document: the next one after the device's version
+H_KEYSET_SIGNATURE = "X-Otaml-Keyset-Signature"  # base64 DER ECDSA P-256 by a key of the previous set
 
 
 class OtaState(StrEnum):

@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
 
-from otaml.core.errors import AuthError, NotFoundError, OtamlError
+from otaml.core.errors import AuthError, NotFoundError, OtamlError, PendingApprovalError
 from otaml.core.types import CHANNEL, DEVICE_ID, INT32_MAX, INT64_MAX, UINT32_MAX, parse_uint, shown
 from otaml.fleet import config
 from otaml.fleet import protocol as p
 from otaml.fleet.checkins import Checkin
 from otaml.core.http import etag_matches
-from otaml.fleet.tokens import bearer_token
+from otaml.fleet.tokens import Verdict, bearer_token
 from otaml.releases.serving import ServedManifest
 from otaml.rollouts.policy import FleetPolicy
 
@@ -163,15 +163,29 @@ async def answer_poll(ctx, channel: str, h: Mapping[str, str]) -> PollAnswer:  #
                 raise NotFoundError(f"no channel {shown(channel)}")
             if not DEVICE_ID.ok(device_id):
                 raise BadCheckinError(f"{p.H_DEVICE_ID}: expected {DEVICE_ID.expected}, got {shown(device_id)}")
-            if not await ctx.tokens.verify(device_id, bearer_token(h.get("authorization"))):
+            verdict, handover = await ctx.tokens.check(device_id, bearer_token(h.get("authorization")))
+            if verdict is Verdict.WRONG:
                 raise AuthError(f"unknown device {device_id!r} or wrong device token")
-            ctx.checkins.record(checkin_from_headers(h, device_id, channel))
+            if verdict is Verdict.PENDING:
+                raise PendingApprovalError(
+                    f"device {device_id!r} is waiting for approval (`release device accept {device_id}`)"
+                )
+            checkin = checkin_from_headers(h, device_id, channel)
+            try:
+                extra.update(await ctx.keysets.headers(h.get("x-otaml-keyset-version")))
+            except ValueError as e:
+                raise BadCheckinError(str(e)) from None
+            if verdict is Verdict.PROMOTE:
+                await run_in_threadpool(ctx.tokens.promote, device_id)
+            if handover is not None:
+                extra[p.H_NEW_TOKEN] = handover  # only on an answer to a check-in with the current token
+            ctx.checkins.record(checkin)
         if device_id is None:
             served = await current_manifest(ctx, channel)
         else:
             policy = await fleet_policy(ctx)
             choice = policy.choose(channel, device_id, h.get("x-otaml-version"))
-            extra = _config_headers(ctx, policy, channel, device_id, h.get("x-otaml-config-revision"))
+            extra.update(_config_headers(ctx, policy, channel, device_id, h.get("x-otaml-config-revision")))
             if choice.manifest is None:
                 raise NotFoundError(
                     f"no release published on channel {channel!r}" if choice.because == "baseline" else

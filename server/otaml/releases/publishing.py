@@ -33,6 +33,7 @@ from otaml.manifest.rules import ManifestFields as ManifestDoc
 from otaml.manifest.format import read_key_id_untrusted, read_manifest
 from otaml.manifest.versions import Version, check_successor
 from otaml.models import Manifest, Release, SigningKey
+from otaml.releases import keys
 from otaml.releases.urls import binary_url
 from otaml.storage.blobs import BlobStore, StagedBlob
 from otaml.storage.static_mirror import StaticMirror
@@ -94,21 +95,30 @@ def next_manifest_version(session: Session) -> int:
     return (session.exec(select(func.max(Manifest.manifest_version))).one() or 0) + 1
 
 
-def _trusted_key(session: Session, public_pem: str | None, key_id: str):  # type: ignore[no-untyped-def]
-    """The registered key named ``key_id``. The first publish registers its key (the request is
-    admin-authenticated); later publishes must use a registered key."""
+def _trusted_key(session: Session, settings: Settings, public_pem: str | None, key_id: str):  # type: ignore[no-untyped-def]
+    """The trusted key named ``key_id``. Keys are trusted with `release key trust` (releases/keys.py); on
+    a server that trusts none yet, the first publish (an admin-authenticated request) trusts its key, as
+    `release key trust` would. A retired key is refused, and so is a repository test key outside
+    development (unless OTAML_ALLOW_TEST_KEYS)."""
     record = session.get(SigningKey, key_id)
-    if record is not None:
+    if record is not None and record.retired_at is None:
+        keys.refuse_test_key(settings, key_id)
         return signing.load_public_key(record.public_pem)
-    known = session.exec(select(SigningKey.key_id)).all()
-    if known or public_pem is None:
+    if record is not None:
+        raise UnknownKeyError(
+            f"manifest is signed by key {key_id}, which was retired on {record.retired_at:%Y-%m-%d}; sign with a "
+            f"trusted key (`release key list`)"
+        )
+    known = session.exec(select(SigningKey.key_id).where(SigningKey.retired_at == None)).all()  # noqa: E711
+    if known or public_pem is None or session.exec(select(SigningKey.key_id)).first() is not None:
         raise UnknownKeyError(
             f"manifest is signed by key {key_id}, which this server does not trust; expected one of: "
-            f"{', '.join(known) or 'none registered'}"
+            f"{', '.join(known) or 'none trusted'} (`release key trust {key_id}.pub.pem` adds one)"
         )
     key = signing.load_public_key(public_pem)
     if signing.key_id(key) != key_id:
         raise UnknownKeyError(f"public key sent is {signing.key_id(key)}, but the manifest names {key_id}")
+    keys.refuse_test_key(settings, key_id)
     session.add(SigningKey(key_id=key_id, public_pem=signing.public_pem(key)))
     return key
 
@@ -160,7 +170,7 @@ def publish(
         if not FILENAME.ok(filename):
             raise ManifestError(f"expected a plain file name (letters, digits, . _ -), got {filename!r}")
         probe = read_key_id_untrusted(manifest_bytes)
-        key = _trusted_key(session, public_pem, probe)
+        key = _trusted_key(session, settings, public_pem, probe)
         doc = read_manifest(manifest_bytes, signature, key)
         _check_manifest_against_server(session, settings, doc, channel)
         check_channel_chip(session, channel, doc.chip)
@@ -264,7 +274,7 @@ def refresh(
     ManifestError when the manifest describes anything but the current release.
     """
     try:
-        key = _trusted_key(session, None, read_key_id_untrusted(manifest_bytes))
+        key = _trusted_key(session, settings, None, read_key_id_untrusted(manifest_bytes))
         doc = read_manifest(manifest_bytes, signature, key)
         _check_manifest_against_server(session, settings, doc, channel)
         release = current_release(session, channel)
@@ -335,4 +345,5 @@ def rebuild_mirror(session: Session, store: BlobStore, mirror: StaticMirror) -> 
         release = session.get(Release, m.release_id)
         if release is not None and store.exists(release.sha256):
             _mirror(mirror, store, release, m)
+    mirror.write_keysets(keys.chain(session))
     return len(channels)

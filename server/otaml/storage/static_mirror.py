@@ -3,6 +3,7 @@
     static/firmware.json[.sig]                  the default channel
     static/channels/<channel>/firmware.json[.sig]
     static/binaries/<sha256>/<filename>         hard links to the content-addressed blobs
+    static/keyset.json[.sig], static/keysets/<version>.json[.sig]   the key-set chain (newest, each)
 
 It is derived from the database and rewritten at start-up, so a crash between a commit and a mirror
 update heals on the next start.
@@ -52,3 +53,12 @@ class StaticMirror:
         except OSError:  # another file system: copy instead
             shutil.copyfile(blob, tmp)
         os.replace(tmp, target)
+
+    def write_keysets(self, chain: list) -> None:  # list[KeySet], oldest first
+        for row in chain:
+            path = self.root / "keysets" / f"{row.keyset_version}.json"
+            _atomic_write(path.with_name(path.name + ".sig"), row.signature.encode() + b"\n")
+            _atomic_write(path, row.body)
+        if chain:
+            _atomic_write(self.root / "keyset.json.sig", chain[-1].signature.encode() + b"\n")
+            _atomic_write(self.root / "keyset.json", chain[-1].body)

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from otaml.api.deps import AdminDep, ContextDep, DeviceDep, SessionDep
 from otaml.core.errors import ConflictError, NotFoundError
 from otaml.core.types import INT32_MAX, Channel, DeviceId, DeviceIdPrefix, ReportedVersion, Seconds, Tag
-from otaml.fleet import stored
+from otaml.fleet import credentials, stored
 from otaml.fleet.pins import check_pin
 from otaml.fleet.protocol import EventKind
 from otaml.fleet.revision import bump_config, bump_policy
@@ -21,6 +21,12 @@ from otaml.releases.polling import fleet_policy
 from otaml.rollouts import rings
 from otaml.models import (
     Device,
+    DeviceBatchCreate,
+    DeviceBatchEnrolled,
+    DeviceCredentials,
+    DeviceCredentialsPublic,
+    DeviceStatus,
+    DeviceTokenPublic,
     DeviceCreate,
     DeviceEnrolled,
     DeviceEvent,
@@ -47,8 +53,61 @@ def enroll_device(device_in: DeviceCreate, session: SessionDep, ctx: ContextDep,
         session.rollback()
         raise ConflictError(f"device {device_in.device_id!r} is already enrolled") from None
     session.refresh(device)
-    ctx.tokens.remember(device.device_id, device.token_hash)
+    ctx.tokens.forget(device.device_id)
     return DeviceEnrolled(**DevicePublic.model_validate(device).model_dump(), token=token)
+
+
+@router.post("/batch", status_code=201, summary="Enroll many devices at once (release provision); tokens shown only here")
+def enroll_batch(batch: DeviceBatchCreate, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DeviceBatchEnrolled:
+    rows = credentials.enroll_batch(session, [(d.device_id, d.tags) for d in batch.devices], rotate=batch.rotate)
+    try:
+        session.commit()
+    except IntegrityError:  # another enrollment of one of these ids won the race
+        session.rollback()
+        raise ConflictError("one of these devices was enrolled meanwhile; run again") from None
+    for device_id, _token, _rotated in rows:
+        ctx.tokens.forget(device_id)
+    data = [DeviceTokenPublic(device_id=d, token=t, rotated=r) for d, t, r in rows]
+    return DeviceBatchEnrolled(data=data, count=len(data))
+
+
+def _credentials_public(session: Session, device_id: str) -> DeviceCredentialsPublic:
+    cred = credentials.credentials(session, device_id)
+    return DeviceCredentialsPublic(device_id=device_id, status=DeviceStatus(cred.status),
+                                   token_rotation_pending=cred.pending_token is not None)
+
+
+@router.post("/{device_id}/rotate-token", summary="A new token for the device, handed over on its next authenticated poll")
+def rotate_token(device_id: DeviceId, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DeviceCredentialsPublic:
+    credentials.rotate(session, device_id)
+    session.commit()
+    ctx.tokens.forget(device_id)
+    return _credentials_public(session, device_id)
+
+
+@router.post("/{device_id}/revoke", summary="Refuse every request of the device (401) from now on")
+def revoke_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DeviceCredentialsPublic:
+    credentials.set_status(session, device_id, DeviceStatus.REVOKED)
+    session.commit()
+    ctx.tokens.forget(device_id)
+    return _credentials_public(session, device_id)
+
+
+@router.post("/{device_id}/accept", summary="Accept a claimed device waiting for approval")
+def accept_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DeviceCredentialsPublic:
+    credentials.set_status(session, device_id, DeviceStatus.ACTIVE)
+    session.commit()
+    ctx.tokens.forget(device_id)
+    return _credentials_public(session, device_id)
+
+
+@router.delete("/{device_id}", status_code=204, summary="Remove a device, its credentials and its history")
+def remove_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, _: AdminDep) -> None:
+    credentials.remove(session, device_id)
+    bump_policy(session)  # its pin, hold and rollout membership go with it
+    session.commit()
+    ctx.tokens.forget(device_id)
+    ctx.policy.invalidate()
 
 
 @router.get("", summary="Devices with their reported state; filters combine")
@@ -73,7 +132,7 @@ async def list_devices(
         ctx.checkins.flush(ctx.engine)  # show what devices said a moment ago, not at the last batch
         with Session(ctx.engine) as session:
             devices, count = search(session, policy, f, skip, limit)
-            return DevicesPublic(data=[DevicePublic.model_validate(d) for d in devices], count=count)
+            return DevicesPublic(data=with_status(session, devices), count=count)
 
     return await run_in_threadpool(_search)
 
@@ -84,7 +143,20 @@ def get_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, _: Adm
     device = session.exec(select(Device).where(Device.device_id == device_id)).first()
     if device is None:
         raise NotFoundError("Device not found")
-    return DevicePublic.model_validate(device)
+    return with_status(session, [device])[0]
+
+
+def with_status(session: Session, devices: list[Device]) -> list[DevicePublic]:
+    """Public rows with each device's credential status (one query for the page)."""
+    ids = [d.device_id for d in devices]
+    rows = session.exec(select(DeviceCredentials).where(DeviceCredentials.device_id.in_(ids))).all() if ids else []  # type: ignore[attr-defined]
+    status = {r.device_id: r.status for r in rows}
+    out = []
+    for d in devices:
+        public = DevicePublic.model_validate(d)
+        public.status = status.get(d.device_id, DeviceStatus.ACTIVE)
+        out.append(public)
+    return out
 
 
 def _device(session: Session, device_id: str) -> Device:
