@@ -10,6 +10,8 @@ from otaml.core.config import Settings
 from otaml.fleet.checkins import CheckinBuffer
 from otaml.fleet.config import ConfigSigner, SignedConfigCache
 from otaml.fleet.tokens import TokenCache
+from otaml.ops.audit import DeniedLimiter
+from otaml.ops.metrics import Counters, Snapshots
 from otaml.rollouts.policy import PolicyCache
 from otaml.storage.blob_cache import BlobCache
 from otaml.storage.blobs import BlobStore
@@ -27,6 +29,9 @@ class ServerContext:
     blob_cache: BlobCache
     policy: PolicyCache
     config_docs: SignedConfigCache
+    denied: DeniedLimiter  # denied admin attempts written to the audit log, per minute
+    counters: Counters  # plain ints the poll path bumps; /metrics reads them
+    snapshots: Snapshots  # this process's counters on disk, for scrapes that reach another process
 
     @classmethod
     def create(cls, settings: Settings, engine: Engine) -> ServerContext:
@@ -41,4 +46,7 @@ class ServerContext:
             tokens=TokenCache(engine),
             policy=PolicyCache(engine, settings.policy_ttl),
             config_docs=SignedConfigCache(ConfigSigner(settings.config_key_file)),
+            denied=DeniedLimiter(),
+            counters=Counters(),
+            snapshots=Snapshots(settings.data_dir),
         )

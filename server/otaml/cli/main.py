@@ -1,4 +1,5 @@
-"""`release`: keygen, serve, enroll, publish, refresh, list, devices, events, rollout, device, config, demo.
+"""`release`: keygen, serve, enroll, publish, refresh, list, devices, events, rollout, device, config, demo,
+audit, webhook, history.
 
 One error funnel (``main``): an OtamlError prints "A fatal error occurred: <reason>" and exits 2, with no
 traceback; Ctrl-C prints "cancelled by user" and exits 130.
@@ -17,7 +18,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from otaml import __version__
-from otaml.cli import fleet, publishing
+from otaml.cli import fleet, insight, publishing
 from otaml.cli.client import ReleaseClient
 from otaml.cli.options import err, json_option, key_option, out, server_option, token_option
 from otaml.core.config import INSECURE_ADMIN_TOKEN
@@ -312,6 +313,9 @@ def main(argv: list[str] | None = None) -> None:
 cli.add_command(fleet.rollout)
 cli.add_command(fleet.device)
 cli.add_command(fleet.config)
+cli.add_command(insight.audit)
+cli.add_command(insight.webhook)
+cli.add_command(insight.history)
 
 
 if __name__ == "__main__":  # pragma: no cover
