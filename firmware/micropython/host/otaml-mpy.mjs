@@ -169,6 +169,7 @@ if (opts.command === "exec") {
     samples: fs.existsSync(opts.samples) ? fs.readFileSync(opts.samples, "utf8") : "",
   };
   const started = Date.now();
+  config.reset_reason = "poweron";
   // A reboot is a new interpreter: RAM is lost, the flash file stays, as on a reset.
   for (;;) {
     let outcome = "none";
@@ -188,6 +189,7 @@ if (opts.command === "exec") {
       process.exit(1);
     }
     if (outcome !== "reboot") process.exit(outcome === "ok" ? 0 : 3);
+    config.reset_reason = "sw";
   }
 } else {
   usage();

@@ -10,7 +10,7 @@ from html import escape
 from otaml.dashboard.charts import PALETTE
 from otaml.fleet.insight import Series
 
-W, H = 600, 170
+W, H = 480, 160
 LEFT, RIGHT, TOP, BOTTOM = 46, 8, 8, 22
 FIXED = {"healthy": "#16a34a", "unstable": "#ca8a04", "overdriven": "#ea580c", "failsoon": "#dc2626",
          "confirmed": "#16a34a", "rolled_back": "#dc2626", "rejected": "#9333ea", "download_failed": "#ca8a04",
