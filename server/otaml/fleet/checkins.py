@@ -130,6 +130,10 @@ def _write(engine: Engine, items: list[Checkin], polls: dict[str, int]) -> None:
         .values(**{name: bindparam(name) for name in _REPORTED})
     )
     with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            # Take the write lock before reading: another process's flush must not read the same
+            # previous reports in between (PostgreSQL: the row locks of lock_prior).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         prior = history.lock_prior(conn, [c.device_id for c in items])  # before the rows change
         conn.execute(stmt.execution_options(synchronize_session=False), rows)
         history.record_checkins(conn, items, prior, polls)

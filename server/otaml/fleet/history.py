@@ -105,7 +105,7 @@ def _min(a: int | None, b: int | None) -> int | None:
 
 def lock_prior(conn: Connection, device_ids: Sequence[str]) -> dict[str, Prior]:
     """The stored reports of these devices, their rows locked until the transaction ends (PostgreSQL;
-    SQLite writers are serialized by the database and, in one process, by the flush lock)."""
+    on SQLite the flush holds the database's write lock from its first statement)."""
     prior: dict[str, Prior] = {}
     ids = sorted(set(device_ids))
     cols = [DEVICE.c.device_id, DEVICE.c.last_seen, DEVICE.c.version, DEVICE.c.channel, DEVICE.c.ml_counters, DEVICE.c.uptime_s]
