@@ -381,7 +381,7 @@ async def _run(cfg):
         checkin_extra=(runner.ml.checkin_headers if runner.ml is not None else None),
         confirm_window_s=cfg.get("confirm_window_s", 300), confirm_backoff_min_ms=cfg.get("confirm_backoff_min_ms", 1000),
         confirm_backoff_max_ms=cfg.get("confirm_backoff_max_ms", 30000),
-        unreachable_retakes=cfg.get("unreachable_retakes", 3))
+        unreachable_retakes=cfg.get("unreachable_retakes", 3), progress_min_bytes=cfg.get("progress_min_bytes", 262144))
     await app.run(port, settings, runner, cfg.get("polls", 0), cfg.get("interval_ms", 0))
     return "ok"
 

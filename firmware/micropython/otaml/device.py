@@ -448,7 +448,7 @@ async def _main(settings_path):
         min_poll_interval_s=cfg.get("min_poll_interval_s", 10), confirm_window_s=cfg.get("confirm_window_s", 300),
         confirm_backoff_min_ms=cfg.get("confirm_backoff_min_ms", 1000),
         confirm_backoff_max_ms=cfg.get("confirm_backoff_max_ms", 30000),
-        unreachable_retakes=cfg.get("unreachable_retakes", 3))
+        unreachable_retakes=cfg.get("unreachable_retakes", 3), progress_min_bytes=cfg.get("progress_min_bytes", 262144))
     await app.run(port, settings, runner)
 
 
