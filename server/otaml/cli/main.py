@@ -240,9 +240,12 @@ def events(device_id: str, limit: int, server: str, token: str, as_json: bool) -
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("otaml-demo"), show_default=True,
               help="Wiped and recreated (only if an earlier demo made it).")
 @click.option("--duration", type=click.FloatRange(min=0), default=None, help="Stop after this many seconds (default: at Ctrl-C).")
-@click.option("--until-done", is_flag=True, help="Stop as soon as the rollout is done, halted or aborted (--duration caps it).")
-def demo(devices: int, port: int | None, data_dir: Path, duration: float | None, until_done: bool) -> None:
-    """Run a server, publish two builds and a fleet of simulated devices rolling out the second.
+@click.option("--until-done", is_flag=True, help="Stop as soon as the second rollout is done, halted or aborted (--duration caps it).")
+@click.option("--pace", type=click.FloatRange(1, 600), default=20.0, show_default=True,
+              help="Seconds between the demo's steps and of soak in each ring (lower it to watch less).")
+def demo(devices: int, port: int | None, data_dir: Path, duration: float | None, until_done: bool, pace: float) -> None:
+    """Run a server and a fleet of simulated devices: a build whose model sees the field differently
+    halts in its first ring on the ML gate, then the fixed build rolls out to done.
 
     It starts its own server and talks to nothing else: a port in use is refused."""
     from otaml.cli.demo import Demo, pick_port
@@ -250,7 +253,7 @@ def demo(devices: int, port: int | None, data_dir: Path, duration: float | None,
     say = lambda text: err.print(f"demo: {text}")  # noqa: E731
     d = Demo(data_dir=data_dir, port=pick_port(port, say), devices=devices, say=say)
     try:
-        summary = d.run(duration, until_done=until_done)
+        summary = d.run(duration, until_done=until_done, pace=pace)
     finally:
         d.stop()
     out.print(f"demo: {summary}")
