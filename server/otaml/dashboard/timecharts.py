@@ -52,17 +52,24 @@ def time_chart(series: Series, *, title: str, unit: str = "", stacked: bool = Fa
         top = 1.0 if percent else max(tops) or 1.0
     else:
         top = 1.0 if percent else max((v or 0) for k in names for v in series.lines[k]) or 1.0
-    x = (lambda i: LEFT + (plot_w * i / (n - 1) if n > 1 else plot_w / 2))
-    y = (lambda v: TOP + plot_h * (1 - min(v, top) / top))
+
+    def x(i: int) -> float:
+        return LEFT + (plot_w * i / (n - 1) if n > 1 else plot_w / 2)
+
+    def y(v: float) -> float:
+        return TOP + plot_h * (1 - min(v, top) / top)
+
     out = [f'<div class="tchart-wrap"{tid}><svg class="tchart" role="img" aria-label="{escape(title)}" viewBox="0 0 {W} {H}" '
            f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>']
     for frac in (0, 0.5, 1):
         gy = TOP + plot_h * (1 - frac)
+        tick = escape(_fmt(top * frac, "%" if percent else unit))
         out.append(f'<line class="gl" x1="{LEFT}" x2="{W - RIGHT}" y1="{gy:.1f}" y2="{gy:.1f}"/>'
-                   f'<text class="axis" x="{LEFT - 4}" y="{gy + 4:.1f}" text-anchor="end">{escape(_fmt(top * frac, "%" if percent else unit))}</text>')
+                   f'<text class="axis" x="{LEFT - 4}" y="{gy + 4:.1f}" text-anchor="end">{tick}</text>')
     for i in sorted({0, n // 2, n - 1}):
         anchor = "start" if i == 0 else "end" if i == n - 1 else "middle"
-        out.append(f'<text class="axis" x="{x(i):.1f}" y="{H - 6}" text-anchor="{anchor}">{_label(series.starts[i], series.resolution)}</text>')
+        label = _label(series.starts[i], series.resolution)
+        out.append(f'<text class="axis" x="{x(i):.1f}" y="{H - 6}" text-anchor="{anchor}">{label}</text>')
     base = [0.0] * n
     for k, name in enumerate(names):
         vals = series.lines[name]

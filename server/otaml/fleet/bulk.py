@@ -76,7 +76,8 @@ def apply(session: Session, change: BulkChange) -> BulkResult:
         if change.action == "tag" and change.tag not in tags:
             tags = sorted({*tags, change.tag or ""})
             if len(tags) > MAX_TAGS or len(stored.dump_tags(tags)) > TAGS_COLUMN:
-                raise ConflictError(f"device {device_id} cannot take another tag: it has {len(tags) - 1} (at most {MAX_TAGS}); nothing was changed")
+                raise ConflictError(f"device {device_id} cannot take another tag: it has {len(tags) - 1} "
+                                    f"(at most {MAX_TAGS}); nothing was changed")
             d.tags = stored.dump_tags(tags)
         elif change.action == "untag":
             d.tags = stored.dump_tags([t for t in tags if t != change.tag])

@@ -127,7 +127,8 @@ def judge(rollout: Rollout, ml: MlMeasuresPublic | None) -> Verdict:
         return Verdict()
     need = rollout.ml_min_samples
     if ml is None or not ml.enough:
-        have = f"{ml.samples:,} on {rollout.version}, {ml.baseline_samples:,} on {ml.baseline_version or 'the baseline'}" if ml else "none yet"
+        base = ml.baseline_version or "the baseline" if ml else ""
+        have = f"{ml.samples:,} on {rollout.version}, {ml.baseline_samples:,} on {base}" if ml else "none yet"
         return Verdict(hold=f"the ML gate waits for {need:,} predictions on each side ({have})")
     over = []
     if rollout.ml_max_divergence is not None and ml.divergence is not None and ml.divergence > rollout.ml_max_divergence:

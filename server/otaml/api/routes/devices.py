@@ -90,7 +90,7 @@ async def list_devices(
     not_seen_within: Seconds | None = Query(None, description="seconds"),
     drift: Drift | None = Query(None, description="reported state differs from desired: any, firmware, config"),
     rssi_below: int | None = Query(None, ge=-128, le=128, description="signal weaker than this many dBm"),
-    min_free_heap_below: int | None = Query(None, ge=0, le=UINT32_MAX + 1, description="heap low-water mark under this many bytes"),
+    min_free_heap_below: int | None = Query(None, ge=0, le=UINT32_MAX + 1, description="heap low-water under this many bytes"),
     reset_reason: ResetReason | Literal["crash"] | None = Query(None, description="last reset reason, or crash (panic, watchdogs, brownout)"),
     uptime_below: Seconds | None = Query(None, description="restarted less than this many seconds ago"),
     skip: int = Query(0, ge=0, le=INT32_MAX),
