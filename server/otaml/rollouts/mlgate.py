@@ -12,9 +12,10 @@ baseline release:
   rates, 1: no class in common). Chosen over total variation because a shift into a rare class
   (``failsoon`` going from 1 % to 6 %) is what an ML fleet cares about most, and JS weighs a relative
   change in a small class more than total variation's absolute share does; chosen over KL divergence
-  because it is symmetric and stays finite when one side never predicts a class. Two samples of one
-  distribution differ by about (classes - 1) / (2 ln 2 x samples) bits, so with the default 500
-  predictions per side noise stays under 0.005.
+  because it is symmetric and stays finite when one side never predicts a class. Two independent
+  samples of n predictions each from one distribution over k classes differ by about
+  (k - 1) / (4 n ln 2) bits: 0.002 for 4 classes and the default 500 (0.008 at the 99th percentile),
+  so thresholds of 0.02 to 0.05 sit well above the noise.
 - **latency**: the mean inference latency the devices report, as a regression in percent.
 
 ``measure`` reads the history (SQL); ``judge`` is pure and is what ``progress.decide`` calls. Neither
