@@ -143,6 +143,7 @@ void app_main(void)
         .confirm_backoff_min_ms = CONFIG_OTAML_CONFIRM_BACKOFF_MIN_MS,
         .confirm_backoff_max_ms = CONFIG_OTAML_CONFIRM_BACKOFF_MAX_MS,
         .unreachable_retakes = CONFIG_OTAML_UNREACHABLE_RETAKES,
+        .progress_min_bytes = CONFIG_OTAML_DOWNLOAD_PROGRESS_MIN_BYTES,
     };
     st = otaml_agent_init(&s_agent, &cfg);
     /* The rollback gate: confirms or rolls back a new image; does not return when rolling back. */

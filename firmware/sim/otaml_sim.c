@@ -62,6 +62,8 @@ typedef struct {
     long confirm_backoff_max_ms;
     long unreachable_retakes;
     long ip_after_ms;
+    long rssi;
+    long progress_min_bytes;
 } options_t;
 
 static int usage(void)
@@ -72,7 +74,7 @@ static int usage(void)
             "                 [--chip esp32] [--polls N] [--interval-ms MS] [--download-rate BYTES_PER_S]\n"
             "                 [--no-trusted-time] [--verbose] [--heap-report] [--ml-interval-ms MS]\n"
             "                 [--confirm-window-s S] [--confirm-backoff-min-ms MS] [--confirm-backoff-max-ms MS]\n"
-            "                 [--unreachable-retakes N] [--ip-after-ms MS]\n"
+            "                 [--unreachable-retakes N] [--ip-after-ms MS] [--rssi DBM] [--progress-min-bytes N]\n"
             "       otaml-sim --flash FILE info\n");
     return 2;
 }
@@ -337,6 +339,7 @@ static int cmd_run(const options_t *o, char **argv)
         .argv = argv,
     };
     sim_port_configure(&cfg);
+    sim_health_boot((int)o->rssi);
     OTAML_LOGI("boot", "Loaded app from partition at offset 0x%x (%s)", part->offset, part->label);
 
     /* Identity and server come from NVS (provisioned by `release provision`), options override them, as
@@ -368,6 +371,7 @@ static int cmd_run(const options_t *o, char **argv)
 
     if (sim_otadata_state(slot) == OTAML_IMG_PENDING_VERIFY && sim_image_has(slot, DIRECTIVE_CRASH_ON_BOOT)) {
         OTAML_LOGE(TAG, "simulated crash before the image confirmed itself (%s)", DIRECTIVE_CRASH_ON_BOOT);
+        sim_health_next_reset(OTAML_RESET_PANIC);
         otaml_port_reboot();
     }
 
@@ -410,6 +414,7 @@ static int cmd_run(const options_t *o, char **argv)
         .confirm_backoff_min_ms = (uint32_t)o->confirm_backoff_min_ms,
         .confirm_backoff_max_ms = (uint32_t)o->confirm_backoff_max_ms,
         .unreachable_retakes = (uint32_t)o->unreachable_retakes,
+        .progress_min_bytes = (uint32_t)o->progress_min_bytes,
     };
     otaml_agent_t agent;
     st = otaml_agent_init(&agent, &acfg);
@@ -457,6 +462,8 @@ static const struct option LONGOPTS[] = {
     {"confirm-backoff-max-ms", required_argument, 0, 'B'},
     {"unreachable-retakes", required_argument, 0, 'R'},
     {"ip-after-ms", required_argument, 0, 'I'},
+    {"rssi", required_argument, 0, 'S'},
+    {"progress-min-bytes", required_argument, 0, 'P'},
     {0, 0, 0, 0},
 };
 
@@ -498,6 +505,8 @@ static bool prv_parse_options(int argc, char **argv, options_t *o)
         case 'B': ok = prv_number(optarg, 1, 300000, &o->confirm_backoff_max_ms); break;
         case 'R': ok = prv_number(optarg, 0, 10, &o->unreachable_retakes); break;
         case 'I': ok = prv_number(optarg, 0, 3600000, &o->ip_after_ms); break;
+        case 'S': ok = prv_number(optarg, -127, 0, &o->rssi); break;
+        case 'P': ok = prv_number(optarg, 0, 16777216, &o->progress_min_bytes); break;
         default: return false;
         }
         if (!ok) {
@@ -513,7 +522,7 @@ int main(int argc, char **argv)
     /* The gate's defaults are Kconfig's (OTAML_CONFIRM_WINDOW_S and friends). */
     options_t o = {.partitions = OTAML_DEFAULT_PARTITIONS_CSV, .chip = "esp32",
                    .confirm_window_s = 300, .confirm_backoff_min_ms = 1000, .confirm_backoff_max_ms = 30000,
-                   .unreachable_retakes = 3};
+                   .unreachable_retakes = 3, .rssi = -55, .progress_min_bytes = 262144};
     if (!prv_parse_options(argc, argv, &o) || o.flash == NULL || optind >= argc) return usage();
     const char *cmd = argv[optind++];
     const char *image = NULL;

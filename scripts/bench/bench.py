@@ -4,9 +4,10 @@
     scripts/bench/run [--quick] [--workers N] [--duration S]
 
 Figures: manifest polls (200 and 304) and binary downloads (full, ranged) vs nginx serving the same
-bytes from the static mirror; check-ins persisted per second on SQLite and PostgreSQL; the device
-list and history API at 100k devices and 1M events; fleet convergence of 1,000 emulated devices
-polling every 10 s. Not a test: nothing is asserted; targets are printed beside the figures.
+bytes from the static mirror; check-ins persisted per second on SQLite and PostgreSQL (with and without
+the fleet history the flush writes); the device list, fleet history queries and dashboard pages at 100k
+devices, 1M events and 48 h of history; fleet convergence of 1,000 emulated devices polling every 10 s.
+Not a test: nothing is asserted; targets are printed beside the figures.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ def bench_http(server: ServerProcess, work: Path, devices: list, args) -> None:
                f"ratio {ours['rps'] / base['rps']:.2f}")
 
 
-def bench_checkins(url: str, label: str, n: int) -> None:
+def bench_checkins(url: str, label: str, n: int, ml: bool = False) -> None:
     from sqlalchemy import create_engine, insert
 
     from otaml.core.db import init_db
@@ -216,13 +217,27 @@ def bench_checkins(url: str, label: str, n: int) -> None:
                                       for i in range(n)])
     buf = CheckinBuffer()
     now = datetime.now(UTC)
+
+    def checkin(i: int, counts: int, uptime: int) -> Checkin:
+        extra = dict(ml_model="amp_health/1", ml_counters=json.dumps({"healthy": counts, "unstable": counts // 3,
+                                                                      "overdriven": 1, "failsoon": 0}),
+                     ml_latency_us=900, rssi=-60, free_heap=150000, min_free_heap=90000, uptime_s=uptime,
+                     reset_reason="poweron") if ml else {}
+        return Checkin(f"c-{i}", now, "stable", "1.2", "ota_1", "valid", 3, 0, **extra)
+
+    if ml:  # a first report per device, so the measured flush computes deltas against stored counters
+        for i in range(n):
+            buf.record(checkin(i, 10, 100))
+        buf.flush(engine)
+        now = datetime.now(UTC)
     for i in range(n):
-        buf.record(Checkin(f"c-{i}", now, "stable", "1.2", "ota_1", "valid", 3, 0))
+        buf.record(checkin(i, 20, 160))
     t0 = time.perf_counter()
     written = buf.flush(engine)
     dt = time.perf_counter() - t0
     engine.dispose()
-    report(f"check-ins persisted, {label} ({n:,} in one flush)", f"{written / dt:,.0f} /s", "",
+    what = "with ML counters and health" if ml else "bare"
+    report(f"check-ins persisted, {label}, {what} ({n:,} in one flush)", f"{written / dt:,.0f} /s", "",
            "target >= 5,000/s on PostgreSQL" if "Postgre" in label else "")
 
 
@@ -298,8 +313,80 @@ def bench_fleet_queries(pg: PostgresCluster, work: Path, args) -> None:
                            ("dashboard table, drift filter", "/dashboard/devices?drift=any"),
                            ("dashboard device page", "/dashboard/devices/d-000042")]:
             report(name, f"{page(path):.1f} ms", "", "target < 300 ms")
+        load_history(dsn, n_dev)
+        for name, path, params in [
+            ("history API, fleet, 1 h", "/api/history", {"range": "1h"}),
+            ("history API, fleet, 24 h", "/api/history", {"range": "24h"}),
+            ("history API, fleet, 7 d", "/api/history", {"range": "7d"}),
+            ("history API, one release, 7 d", "/api/history", {"range": "7d", "channel": "stable", "version": "1.2"}),
+            ("history API, one device, 7 d", "/api/history/devices/d-000042", {"range": "7d"}),
+            ("audit log API, newest 100", "/api/audit", {"limit": 100}),
+        ]:
+            report(name, f"{timed(path, params):.1f} ms", "", "target < 300 ms")
+        for name, path in [("overview page with history, 1 h", "/dashboard"), ("overview page, 7 d", "/dashboard?range=7d"),
+                           ("releases page", "/dashboard/releases"), ("release page (1.3 under rollout)", "/dashboard/releases/stable/1.3"),
+                           ("rollouts page", "/dashboard/rollouts"), ("rollout page", "/dashboard/rollouts/1"),
+                           ("device page with its hours, 7 d", "/dashboard/devices/d-000042?range=7d"),
+                           ("device table, health filter", "/dashboard/devices?health=crashed"),
+                           ("audit page", "/dashboard/audit")]:
+            report(name, f"{page(path):.1f} ms", "", "target < 300 ms")
+        with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {srv.admin_token}"}, timeout=60) as client:
+            client.get("/metrics")
+            samples = []
+            for _ in range(10):
+                t = time.perf_counter()
+                assert client.get("/metrics").status_code == 200
+                samples.append((time.perf_counter() - t) * 1000)
+        report(f"/metrics scrape, {n_dev:,} devices", f"{statistics.median(samples):.1f} ms", "")
     finally:
         srv.stop()
+
+
+def load_history(dsn: str, n_dev: int) -> None:
+    """What a fleet of n_dev devices polling every minute leaves: 48 h of minute buckets and 90 days of
+    hour buckets over 3 channels x 4 versions (with 4 classes and the update outcomes), every device's
+    last 24 hours (and a week for the devices the pages look at), 50k audit entries."""
+    import psycopg
+
+    t0 = time.perf_counter()
+    now = int(time.time())
+    keys = [(c, v) for c in ("stable", "beta", "lab") for v in ("1.0", "1.1", "1.2", "1.3")]
+    labels = ("healthy", "unstable", "overdriven", "failsoon")
+    per_key = n_dev // len(keys)
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        for res, points in ((60, 48 * 60), (3600, 90 * 24)):
+            last = now - now % res
+            with cur.copy("COPY history_bucket (resolution, start, channel, version, checkins, devices, first_seen, reboots, "
+                          "latency_sum, latency_n) FROM STDIN") as cp:
+                for p in range(points):
+                    for c, v in keys:
+                        polls = per_key * res // 60
+                        cp.write_row((res, last - p * res, c, v, polls, per_key, per_key, 3, polls * 900, polls))
+            with cur.copy("COPY history_class (resolution, start, channel, version, label, count) FROM STDIN") as cp:
+                for p in range(points):
+                    for c, v in keys:
+                        for k, label in enumerate(labels):
+                            cp.write_row((res, last - p * res, c, v, label, per_key * res // 60 * 10 // (k + 1)))
+            with cur.copy("COPY history_outcome (resolution, start, channel, version, kind, reason, count) FROM STDIN") as cp:
+                for p in range(0, points, 7):
+                    for c, v in keys:
+                        for kind, reason in (("confirmed", "ok"), ("rolled_back", "self_test_failed"), ("download_started", "ok")):
+                            cp.write_row((res, last - p * res, c, v, kind, reason, 5))
+        hour = now - now % 3600
+        with cur.copy("COPY device_history (device_id, start, version, checkins, reboots, ml_counts, latency_sum, latency_n, "
+                      "rssi_sum, rssi_n, rssi_min, free_heap_min, min_free_heap) FROM STDIN") as cp:
+            for i in range(n_dev):
+                hours = 168 if i < 1000 else 24
+                for h in range(hours):
+                    cp.write_row((f"d-{i:06d}", hour - h * 3600, "1.2", 60, 0, '{"healthy":500,"unstable":80,"failsoon":4}',
+                                  54000, 60, -3600, 60, -66, 140000, 90000))
+        with cur.copy("COPY audit_entry (at, source, client, credential, action, target, detail, outcome) FROM STDIN") as cp:
+            for i in range(50_000):
+                cp.write_row((datetime.now(UTC) - timedelta(minutes=i), "cli", "10.0.0.5", "admin token 1a2b3c4d",
+                              "device.pin", f"device d-{i % n_dev:06d}", "pin 1.2", "ok"))
+        cur.execute("ANALYZE")
+    print(f"  (loaded 48 h of minute and 90 days of hour history, {n_dev:,} devices' hours and 50k audit entries "
+          f"in {time.perf_counter() - t0:.1f} s)", flush=True)
 
 
 async def _device(client, base, dev, token, state, stop):
@@ -366,7 +453,7 @@ def main() -> int:
     if args.quick:
         args.duration = min(args.duration, 4)
     for tool in ("wrk", "nginx"):
-        if not shutil.which(tool):
+        if not shutil.which(tool) and (args.only is None or "http" in args.only):
             print(f"{tool} is missing: run scripts/bench/run (it installs nginx, wrk and PostgreSQL)", file=sys.stderr)
             return 2
     work = Path(tempfile.mkdtemp(prefix="otaml-bench-"))
@@ -376,12 +463,12 @@ def main() -> int:
           f"  {'figure':<46} {'otaml':>22} {'baseline':>22} note", flush=True)
     try:
         want = set(args.only or ["http", "fleet", "checkins", "queries"])
-        url = pg.create_database()
-        server = ServerProcess(work / "data", database_url=url,
-                               env_extra={"OTAML_WORKERS": str(args.workers), **PRODUCTION_TIMINGS}).start()
+        server = None
         try:
             if not want & {"http", "fleet"}:
                 raise _Skip
+            server = ServerProcess(work / "data", database_url=pg.create_database(),
+                                   env_extra={"OTAML_WORKERS": str(args.workers), **PRODUCTION_TIMINGS}).start()
             cli = Cli(server, TEST_KEY, work)
             images = {v: work / f"otaml{v}.bin" for v in ("1.2", "1.3")}
             for v, p in images.items():
@@ -396,11 +483,14 @@ def main() -> int:
         except _Skip:
             pass
         finally:
-            server.stop()
+            if server is not None:
+                server.stop()
         print("\ncheck-in persistence and fleet queries", flush=True)
         if "checkins" in want:
             bench_checkins(f"sqlite:///{work / 'ci.db'}", "SQLite", 50_000)
             bench_checkins(pg.create_database(), "PostgreSQL", 50_000)
+            bench_checkins(f"sqlite:///{work / 'ci-ml.db'}", "SQLite", 50_000, ml=True)
+            bench_checkins(pg.create_database(), "PostgreSQL", 50_000, ml=True)
         if "queries" in want:
             bench_fleet_queries(pg, work, args)
     finally:

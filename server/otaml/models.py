@@ -191,6 +191,12 @@ class Device(DeviceBase, table=True):
     # Reported configuration: the revision the device applied and the properties it says it runs.
     config_revision: int | None = Field(default=None, sa_column=Column(BigInteger))
     reported_config: str | None = Field(default=None, max_length=400)
+    # Device health (check-in headers, fleet insight): Wi-Fi signal, heap, uptime, why it last reset.
+    rssi: int | None = None  # dBm, wifi_ap_record_t.rssi (an int8_t)
+    free_heap: int | None = Field(default=None, sa_type=BigInteger)  # bytes, esp_get_free_heap_size()
+    min_free_heap: int | None = Field(default=None, sa_type=BigInteger)  # esp_get_minimum_free_heap_size()
+    uptime_s: int | None = Field(default=None, sa_type=BigInteger)  # since boot
+    reset_reason: str | None = Field(default=None, max_length=16)  # esp_reset_reason_t, see protocol.ResetReason
 
 
 class DevicePublic(DeviceBase):
@@ -215,6 +221,11 @@ class DevicePublic(DeviceBase):
     config_revision: int | None = None
     reported_config: dict[str, int] | None = None
     status: str = "active"  # DeviceStatus: active, pending (claimed, not accepted), revoked
+    rssi: int | None = None
+    free_heap: int | None = None
+    min_free_heap: int | None = None
+    uptime_s: int | None = None
+    reset_reason: str | None = None
 
     # JSON text columns: read so that no stored value can fail the response (fleet/stored.py).
     @field_validator("tags", mode="before")
@@ -355,6 +366,12 @@ class RolloutBase(SQLModel):
     min_reports: int = Field(default=3, ge=1)  # outcomes needed before the failure threshold applies
     silence_timeout: int = Field(default=900, ge=1)  # s after taking the update without a word: failed
     soak_seconds: int = Field(default=0, ge=0)  # minimum time in a ring before advancing
+    # The ML gate (rollouts/mlgate.py): compares what the model does on devices running the release with
+    # the baseline's devices over the last ml_window seconds. Off while both thresholds are None.
+    ml_max_divergence: float | None = Field(default=None, ge=0, le=1)  # Jensen-Shannon divergence, base 2
+    ml_max_latency_regression: float | None = Field(default=None, ge=0)  # percent slower mean inference
+    ml_min_samples: int = Field(default=500, ge=1)  # predictions on each side before the gate judges
+    ml_window: int = Field(default=900, ge=60)  # seconds of history compared
 
 
 class RolloutCreate(RolloutBase):
@@ -370,6 +387,10 @@ class RolloutCreate(RolloutBase):
     min_reports: int = PydanticField(default=3, ge=1, le=INT32_MAX)
     silence_timeout: int = PydanticField(default=900, ge=1, le=INT32_MAX)
     soak_seconds: int = PydanticField(default=0, ge=0, le=INT32_MAX)
+    ml_max_divergence: float | None = PydanticField(default=None, ge=0, le=1, allow_inf_nan=False)
+    ml_max_latency_regression: float | None = PydanticField(default=None, ge=0, le=100000, allow_inf_nan=False)
+    ml_min_samples: int = PydanticField(default=500, ge=1, le=INT32_MAX)
+    ml_window: int = PydanticField(default=900, ge=60, le=7 * 86400)
 
     @field_validator("rings")
     @classmethod
@@ -409,6 +430,23 @@ class RingProgress(SQLModel):
     offered: bool  # the ring has been reached
 
 
+class MlMeasuresPublic(SQLModel):
+    """What the ML gate compares: devices running the rollout's release against the channel's baseline
+    release, over the last ``window_s`` seconds of history (rollouts/mlgate.py)."""
+
+    baseline_version: str | None
+    window_s: int
+    samples: int  # predictions by devices on the release within the window
+    baseline_samples: int
+    rates: dict[str, float] = {}  # class -> share of predictions
+    baseline_rates: dict[str, float] = {}
+    divergence: float | None = None  # Jensen-Shannon divergence of the class rates, base 2: 0 same .. 1 disjoint
+    latency_us: float | None = None  # mean inference latency reported by the release's devices
+    baseline_latency_us: float | None = None
+    latency_regression_pct: float | None = None  # how much slower, in percent (negative: faster)
+    enough: bool = False  # both sides have ml_min_samples predictions: the gate judges
+
+
 class RolloutPublic(RolloutBase):
     id: int
     state: RolloutState
@@ -426,6 +464,7 @@ class RolloutPublic(RolloutBase):
     # One line for people: what the state means now ("waiting for devices ...", "1 failed in ring 1").
     status: str = ""
     attention: bool = False  # running, but a reached ring has failures: not a green badge
+    ml: MlMeasuresPublic | None = None  # the ML gate's measures (also without thresholds, when there is data)
 
 
 class RolloutsPublic(SQLModel):
@@ -636,4 +675,193 @@ class TrustedKeyPublic(SQLModel):
 
 class TrustedKeysPublic(SQLModel):
     data: list[TrustedKeyPublic]
+    count: int
+
+
+# --- fleet insight: history, audit log, webhooks ------------------------------------------------------
+# History is kept as aggregates, never per check-in: a row per (bucket, channel, version) and one per class
+# label, written by the check-in flush (fleet/history.py). Buckets start at epoch seconds that are a
+# multiple of their resolution (60: a minute, 3600: an hour).
+
+
+class HistoryBucket(SQLModel, table=True):
+    __tablename__ = "history_bucket"
+    __table_args__ = (UniqueConstraint("resolution", "start", "channel", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    resolution: int
+    start: int = Field(sa_type=BigInteger, index=True)  # epoch seconds
+    channel: str = Field(max_length=32)
+    version: str = Field(max_length=32)  # "" for a device that reported none
+    checkins: int = Field(default=0, sa_type=BigInteger)  # polls answered
+    devices: int = Field(default=0, sa_type=BigInteger)  # distinct devices on this version in the bucket
+    # Distinct devices whose first check-in of the bucket was on this version: summed over versions, the
+    # devices seen in the bucket (a device that updated within it counts once).
+    first_seen: int = Field(default=0, sa_type=BigInteger)
+    reboots: int = Field(default=0, sa_type=BigInteger)  # restarts seen (uptime or ML counters went back)
+    latency_sum: int = Field(default=0, sa_type=BigInteger)  # microseconds, over latency_n check-ins
+    latency_n: int = Field(default=0, sa_type=BigInteger)
+
+
+class HistoryClass(SQLModel, table=True):
+    """Predictions per class in a bucket: the deltas of devices' lifetime ML counters."""
+
+    __tablename__ = "history_class"
+    __table_args__ = (UniqueConstraint("resolution", "start", "channel", "version", "label"),)
+    id: int | None = Field(default=None, primary_key=True)
+    resolution: int
+    start: int = Field(sa_type=BigInteger, index=True)
+    channel: str = Field(max_length=32)
+    version: str = Field(max_length=32)
+    label: str = Field(max_length=16)
+    count: int = Field(default=0, sa_type=BigInteger)
+
+
+class HistoryOutcome(SQLModel, table=True):
+    """Update events per version, kind and reason in a bucket (written with the event)."""
+
+    __tablename__ = "history_outcome"
+    __table_args__ = (UniqueConstraint("resolution", "start", "channel", "version", "kind", "reason"),)
+    id: int | None = Field(default=None, primary_key=True)
+    resolution: int
+    start: int = Field(sa_type=BigInteger, index=True)
+    channel: str = Field(max_length=32)
+    version: str = Field(max_length=32)
+    kind: str = Field(max_length=24)
+    reason: str = Field(max_length=32)
+    count: int = Field(default=0, sa_type=BigInteger)
+
+
+class DeviceHistory(SQLModel, table=True):
+    """One device's hour (a heartbeat, as fleet-monitoring tools keep per device): written by the flush
+    under the device row's lock, so the ML counts can be a JSON object merged in Python."""
+
+    __tablename__ = "device_history"
+    __table_args__ = (UniqueConstraint("device_id", "start"),)
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(max_length=64)
+    start: int = Field(sa_type=BigInteger, index=True)  # the hour, epoch seconds
+    version: str = Field(default="", max_length=32)  # the last one reported in the hour
+    checkins: int = 0
+    reboots: int = 0
+    ml_counts: str = Field(default="{}", max_length=400)  # JSON label -> predictions in the hour
+    latency_sum: int = Field(default=0, sa_type=BigInteger)
+    latency_n: int = 0
+    rssi_sum: int = 0
+    rssi_n: int = 0
+    rssi_min: int | None = None
+    free_heap_min: int | None = Field(default=None, sa_type=BigInteger)
+    min_free_heap: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One admin action (API, CLI or dashboard), or an attempt that was refused."""
+
+    __tablename__ = "audit_entry"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    source: str = Field(max_length=16)  # api | cli | dashboard
+    client: str = Field(default="", max_length=64)  # the peer address (and X-Forwarded-For's first hop, if any)
+    credential: str = Field(default="", max_length=64)  # which credential acted: "admin token 1a2b3c4d"
+    action: str = Field(max_length=48, index=True)  # "rollout.pause", "device.pin", "release.publish"
+    target: str = Field(default="", max_length=128)  # what it acted on: "rollout 3", "device dev-0001"
+    detail: str = Field(default="", max_length=256)
+    outcome: str = Field(default="ok", max_length=16)  # ok | refused (the request was understood, not done) | denied (credential)
+
+
+class AuditEntryPublic(SQLModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    at: datetime
+    source: str
+    client: str
+    credential: str
+    action: str
+    target: str
+    detail: str
+    outcome: str
+
+
+class AuditEntriesPublic(SQLModel):
+    data: list[AuditEntryPublic]
+    count: int
+
+
+class WebhookEvent(StrEnum):
+    ROLLOUT_HALTED = "rollout.halted"
+    ROLLOUT_DONE = "rollout.done"
+    MANIFEST_EXPIRING = "manifest.expiring"  # a channel's current manifest expires within a week
+
+
+class Webhook(SQLModel, table=True):
+    __tablename__ = "webhook"
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=512)
+    secret: str = Field(max_length=64)  # HMAC-SHA256 key; shown once when the hook is added
+    events: list[str] = Field(default_factory=list, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = PydanticField(max_length=512, description="http(s) URL that receives signed JSON posts")
+    events: list[WebhookEvent] = PydanticField(default_factory=lambda: list(WebhookEvent), min_length=1, max_length=8)
+
+
+class WebhookPublic(SQLModel):
+    id: int
+    url: str
+    events: list[str]
+    created_at: datetime
+    delivered: int = 0
+    failed: int = 0
+    pending: int = 0
+    last_status: str = ""
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str  # shown once
+
+
+class WebhooksPublic(SQLModel):
+    data: list[WebhookPublic]
+    count: int
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """A signed post owed to a webhook. ``dedupe`` makes an event enqueue once however many server
+    processes notice it; the claim (``claimed_until``) makes one process at a time send it."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (UniqueConstraint("webhook_id", "dedupe"),)
+    id: int | None = Field(default=None, primary_key=True)
+    webhook_id: int = Field(foreign_key="webhook.id", index=True)
+    event: str = Field(max_length=32)
+    dedupe: str = Field(max_length=128)
+    payload: str  # the JSON body, signed as sent
+    state: str = Field(default="pending", max_length=16, index=True)  # pending | delivered | failed
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
+    claimed_until: datetime | None = None
+    last_status: int | None = None  # HTTP status of the last attempt (None: no answer)
+    last_error: str = Field(default="", max_length=256)
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None
+
+
+class WebhookDeliveryPublic(SQLModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    webhook_id: int
+    event: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status: int | None
+    last_error: str
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class WebhookDeliveriesPublic(SQLModel):
+    data: list[WebhookDeliveryPublic]
     count: int

@@ -12,7 +12,7 @@ import sysconfig
 from pathlib import Path
 
 from otaml.fleet import protocol as server_protocol
-from otaml.fleet.protocol import EventKind, OtaState, Reason
+from otaml.fleet.protocol import EventKind, OtaState, Reason, ResetReason
 from tests.utils.mpy import MPY
 from tests.utils.processes import ROOT
 
@@ -66,6 +66,7 @@ def test_vocabulary_equals_the_servers():
     assert list(mp.REASONS) == [r.value for r in Reason]
     assert list(mp.EVENTS) == [k.value for k in EventKind]
     assert [*mp.IMG_STATES, mp.IMG_UNDEFINED] == [s.value for s in OtaState]
+    assert list(mp.RESET_REASONS) == [r.value for r in ResetReason]
 
 
 def csv_rows(path: Path) -> list[list[str]]:

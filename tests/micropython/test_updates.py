@@ -92,7 +92,9 @@ def test_power_loss_mid_download_resumes_with_range(mitm, cli, enroll, make_imag
     size = big.stat().st_size
     assert cli("publish", "1.2", str(big)).returncode == 0
 
-    dev.start(0, 200, "--download-rate", "300000")  # a slow radio: ~5 s for the image
+    # Resumption alone: without progress milestones the rest of the image is one ranged request
+    # (test_health_and_progress below covers the milestones' segments).
+    dev.start(0, 200, "--download-rate", "300000", "--progress-min-bytes", "0")  # a slow radio: ~5 s for the image
     wait_for(lambda: dev.info()["nvs"].get("dl_off", 0) >= 256 * 1024, timeout=90, what="256 KB saved", interval=0.05)
     dev.kill()
     info = dev.info()
@@ -101,7 +103,7 @@ def test_power_loss_mid_download_resumes_with_range(mitm, cli, enroll, make_imag
     assert info["boot_slot"] == "ota_0" and dev.booted_version() == "1.1"
 
     before = len(mitm.sent)
-    log = dev.run(polls=2)
+    log = dev.run(2, 100, "--progress-min-bytes", "0")
     assert f"resuming at {offset} of {size}" in log
     assert "restarting the download" not in log
     assert "1.2 confirmed" in log and dev.booted_version() == "1.2"
@@ -181,3 +183,35 @@ def rollout_state(cli, rollout_id: int) -> dict:
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     return next(x for x in (data if isinstance(data, list) else [data]) if x["id"] == rollout_id)
+
+
+def test_health_and_progress(mitm, cli, enroll, make_image, events, device_state):
+    """The MicroPython client sends the same health headers and reports a large download's progress in
+    the same ranged steps as the C core."""
+    import os
+    import re
+
+    v11 = make_image("1.1")
+    assert cli("publish", "1.1", str(v11)).returncode == 0
+    dev = enroll("mpy-health")
+    dev.flash_image(v11)
+    dev.run(2, 100, "--rssi", "-66")
+    s = device_state("mpy-health")
+    assert (s["rssi"], s["reset_reason"]) == (-66, "poweron")
+    assert 0 < s["min_free_heap"] <= s["free_heap"] and s["uptime_s"] >= 0
+
+    big = make_image("1.2", payload=os.urandom(400_000))
+    size = big.stat().st_size
+    assert cli("publish", "1.2", str(big)).returncode == 0
+    before = len(mitm.sent)
+    dev.run(2, 100)
+    s = device_state("mpy-health")
+    assert (s["version"], s["reset_reason"]) == ("1.2", "sw")
+    evts = [e for e in events("mpy-health") if e["version"] == "1.2"]
+    assert kinds(evts) == ["download_started", "download_progress", "download_progress", "download_progress", "verified",
+                           "installed", "booted", "confirmed"]
+    done = [int(re.fullmatch(r"(\d+)% \((\d+) of (\d+) bytes\)", e["detail"]).group(2))  # type: ignore[union-attr]
+            for e in evts if e["kind"] == "download_progress"]
+    assert done == sorted(done) and all(d >= size * p // 100 for d, p in zip(done, (25, 50, 75)))
+    binaries = [x for x in mitm.sent[before:] if x.path.startswith("/binaries/")]
+    assert [(x.range, x.status) for x in binaries] == [(None, 200)] + [(f"bytes={d}-", 206) for d in done]

@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from otaml.fleet.protocol import EventKind, OtaState, Reason
+from otaml.fleet.protocol import EventKind, OtaState, Reason, ResetReason
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENT_SCHEMA = json.loads((ROOT / "manifests" / "event.schema.json").read_text())
@@ -17,7 +17,7 @@ def test_event_schema_matches_python():
 
 def test_readme_documents_every_reason_and_state():
     readme = (ROOT / "manifests" / "README.md").read_text()
-    for word in [*Reason, *EventKind, *OtaState]:
+    for word in [*Reason, *EventKind, *OtaState, *ResetReason]:
         assert f"`{word.value}`" in readme, f"manifests/README.md does not mention `{word.value}`"
 
 
@@ -28,6 +28,8 @@ def test_c_header_matches_python():
     c_kinds = re.findall(r'X\(OTAML_EVENT_\w+,\s*"(\w+)"\)', text)
     assert c_reasons == [r.value for r in Reason]
     assert c_kinds == [k.value for k in EventKind]
+    # esp_reset_reason_t's order: the ESP-IDF port maps the enum by value.
+    assert re.findall(r'X\(OTAML_RESET_\w+,\s*"(\w+)"\)', text) == [r.value for r in ResetReason]
 
 
 def test_c_header_names_every_protocol_header():

@@ -71,6 +71,8 @@ typedef struct {
     uint32_t confirm_backoff_min_ms;
     uint32_t confirm_backoff_max_ms;
     uint32_t unreachable_retakes;
+    /* Images of at least this many bytes report download_progress at OTAML_DOWNLOAD_PROGRESS_PCT (0: never). */
+    uint32_t progress_min_bytes;
 } otaml_agent_config_t;
 
 typedef struct {

@@ -43,6 +43,20 @@ otaml_status_t otaml_port_random_bytes(uint8_t *buf, size_t len);
 /** Block the calling task for ms milliseconds; other tasks keep running (vTaskDelay on the device). */
 void otaml_port_delay_ms(uint32_t ms);
 
+/* ---- device health (check-in headers X-Otaml-Rssi, -Free-Heap, -Min-Free-Heap, -Uptime-S, -Reset-Reason) ---- */
+
+typedef struct {
+    bool has_rssi;                      /* false while not associated with an access point */
+    int8_t rssi;                        /* dBm of the access point (wifi_ap_record_t.rssi) */
+    uint32_t free_heap;                 /* bytes free now (esp_get_free_heap_size); 0: unknown */
+    uint32_t min_free_heap;             /* lowest free since boot (esp_get_minimum_free_heap_size); 0: unknown */
+    uint64_t uptime_s;                  /* since boot */
+    otaml_reset_reason_t reset_reason;  /* why the chip last reset (esp_reset_reason) */
+} otaml_health_t;
+
+/** Fill out with the device's health figures now. Cheap: called for every check-in. */
+void otaml_port_health(otaml_health_t *out);
+
 /* ---- network ---- */
 
 /**

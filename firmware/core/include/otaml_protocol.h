@@ -36,6 +36,14 @@ extern "C" {
 #define OTAML_H_KEYSET_VERSION "X-Otaml-Keyset-Version"
 #define OTAML_H_KEYSET "X-Otaml-Keyset"
 #define OTAML_H_KEYSET_SIGNATURE "X-Otaml-Keyset-Signature"
+#define OTAML_H_RSSI "X-Otaml-Rssi"
+#define OTAML_H_FREE_HEAP "X-Otaml-Free-Heap"
+#define OTAML_H_MIN_FREE_HEAP "X-Otaml-Min-Free-Heap"
+#define OTAML_H_UPTIME_S "X-Otaml-Uptime-S"
+#define OTAML_H_RESET_REASON "X-Otaml-Reset-Reason"
+
+/* Fractions of an image at which a download reports progress (download_progress events). */
+#define OTAML_DOWNLOAD_PROGRESS_PCT {25, 50, 75}
 
 #define OTAML_REASON_LIST(X)                                       \
     X(OTAML_REASON_OK, "ok")                                       \
@@ -68,6 +76,7 @@ typedef enum {
 
 #define OTAML_EVENT_LIST(X)                                \
     X(OTAML_EVENT_DOWNLOAD_STARTED, "download_started")    \
+    X(OTAML_EVENT_DOWNLOAD_PROGRESS, "download_progress")  \
     X(OTAML_EVENT_DOWNLOAD_FAILED, "download_failed")      \
     X(OTAML_EVENT_VERIFIED, "verified")                    \
     X(OTAML_EVENT_INSTALLED, "installed")                  \
@@ -82,10 +91,37 @@ typedef enum {
 #undef OTAML_X_ENUM
 } otaml_event_t;
 
+/* esp_reset_reason_t in the order of ESP-IDF's esp_system.h (X-Otaml-Reset-Reason). */
+#define OTAML_RESET_REASON_LIST(X)                  \
+    X(OTAML_RESET_UNKNOWN, "unknown")               \
+    X(OTAML_RESET_POWERON, "poweron")               \
+    X(OTAML_RESET_EXT, "ext")                       \
+    X(OTAML_RESET_SW, "sw")                         \
+    X(OTAML_RESET_PANIC, "panic")                   \
+    X(OTAML_RESET_INT_WDT, "int_wdt")               \
+    X(OTAML_RESET_TASK_WDT, "task_wdt")             \
+    X(OTAML_RESET_WDT, "wdt")                       \
+    X(OTAML_RESET_DEEPSLEEP, "deepsleep")           \
+    X(OTAML_RESET_BROWNOUT, "brownout")             \
+    X(OTAML_RESET_SDIO, "sdio")                     \
+    X(OTAML_RESET_USB, "usb")                       \
+    X(OTAML_RESET_JTAG, "jtag")                     \
+    X(OTAML_RESET_EFUSE, "efuse")                   \
+    X(OTAML_RESET_PWR_GLITCH, "pwr_glitch")         \
+    X(OTAML_RESET_CPU_LOCKUP, "cpu_lockup")
+
+typedef enum {
+#define OTAML_X_ENUM(name, text) name,
+    OTAML_RESET_REASON_LIST(OTAML_X_ENUM)
+#undef OTAML_X_ENUM
+} otaml_reset_reason_t;
+
 /** Wire name of a reason code ("hash_mismatch"); never NULL. */
 const char *otaml_reason_to_str(otaml_reason_t reason);
 /** Wire name of an event kind ("rolled_back"); never NULL. */
 const char *otaml_event_to_str(otaml_event_t event);
+/** Wire name of a reset reason ("brownout"); never NULL ("unknown" for a value out of range). */
+const char *otaml_reset_reason_to_str(otaml_reset_reason_t reason);
 /** Reason code for a wire name; OTAML_REASON_OK for an unknown name. */
 otaml_reason_t otaml_reason_from_str(const char *name);
 

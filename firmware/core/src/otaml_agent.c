@@ -216,6 +216,23 @@ void otaml_agent_checkin_headers(otaml_agent_t *a, otaml_checkin_t *c, bool with
         c->h[c->n++] = (otaml_header_t){OTAML_H_CONFIG_REVISION, c->cfg_rev};
         if (a->config_applied[0]) c->h[c->n++] = (otaml_header_t){OTAML_H_CONFIG_APPLIED, a->config_applied};
     }
+    otaml_health_t health;
+    otaml_port_health(&health);
+    if (health.has_rssi) {
+        snprintf(c->rssi, sizeof(c->rssi), "%d", (int)health.rssi);
+        c->h[c->n++] = (otaml_header_t){OTAML_H_RSSI, c->rssi};
+    }
+    if (health.free_heap > 0) {
+        snprintf(c->heap, sizeof(c->heap), "%u", (unsigned)health.free_heap);
+        c->h[c->n++] = (otaml_header_t){OTAML_H_FREE_HEAP, c->heap};
+    }
+    if (health.min_free_heap > 0) {
+        snprintf(c->min_heap, sizeof(c->min_heap), "%u", (unsigned)health.min_free_heap);
+        c->h[c->n++] = (otaml_header_t){OTAML_H_MIN_FREE_HEAP, c->min_heap};
+    }
+    snprintf(c->uptime, sizeof(c->uptime), "%llu", (unsigned long long)health.uptime_s);
+    c->h[c->n++] = (otaml_header_t){OTAML_H_UPTIME_S, c->uptime};
+    c->h[c->n++] = (otaml_header_t){OTAML_H_RESET_REASON, otaml_reset_reason_to_str(health.reset_reason)};
     if (a->cfg.checkin_extra != NULL) {
         c->n += a->cfg.checkin_extra(a->cfg.checkin_extra_ctx, &c->h[c->n], sizeof(c->h) / sizeof(c->h[0]) - c->n);
     }
@@ -267,8 +284,10 @@ void otaml_agent_manifest_signature(otaml_agent_t *a, const otaml_http_response_
 typedef struct {
     otaml_download_t guard;
     const otaml_http_response_t *resp;
-    size_t resume_offset;
+    size_t resume_offset; /* where this request's body starts (Range); 0 for the whole image */
     size_t since_persist;
+    uint32_t stop_at;     /* a progress milestone: stop the transfer once this many bytes are in flash (0: none) */
+    bool milestone;       /* the transfer stopped at stop_at */
     bool started;
     bool oversize;
     otaml_status_t flash_error;
@@ -280,8 +299,10 @@ static otaml_status_t prv_image_sink(void *ctx, const uint8_t *data, size_t len)
     if (!s->started) {
         s->started = true;
         if (s->resume_offset > 0 && s->resp->status == 200) {
-            /* The server ignored Range (a static host without it): start over from byte 0. */
+            /* The server ignored Range (a static host without it): start over from byte 0, in one
+             * transfer (progress milestones need Range, so there are none from here on). */
             OTAML_LOGW(TAG, "server sent the whole image instead of a range: restarting the download");
+            s->stop_at = 0;
             uint32_t size = s->guard.expected_size;
             otaml_port_update_abort();
             otaml_download_free(&s->guard);
@@ -308,7 +329,26 @@ static otaml_status_t prv_image_sink(void *ctx, const uint8_t *data, size_t len)
         s->since_persist = 0;
         otaml_port_store_set_u64("dl_off", s->guard.received);
     }
+    if (s->stop_at > 0 && s->guard.received >= s->stop_at && s->guard.received < s->guard.expected_size) {
+        s->milestone = true; /* the bytes are in flash; the next request resumes after them */
+        return OTAML_ERR_ABORTED;
+    }
     return OTAML_OK;
+}
+
+/* download_progress milestones: the first one above `received`, as its index into pct (n when none). */
+static const unsigned s_progress_pct[] = OTAML_DOWNLOAD_PROGRESS_PCT;
+#define PROGRESS_STEPS (sizeof(s_progress_pct) / sizeof(s_progress_pct[0]))
+
+static size_t prv_next_milestone(uint32_t received, uint32_t size, size_t from)
+{
+    while (from < PROGRESS_STEPS && received >= (uint32_t)((uint64_t)size * s_progress_pct[from] / 100u)) from++;
+    return from;
+}
+
+static uint32_t prv_milestone_bytes(size_t step, uint32_t size)
+{
+    return step < PROGRESS_STEPS ? (uint32_t)((uint64_t)size * s_progress_pct[step] / 100u) : 0;
 }
 
 static void prv_forget_download(void)
@@ -374,16 +414,33 @@ static otaml_poll_outcome_t prv_install(otaml_agent_t *a, const otaml_manifest_t
     }
     otaml_agent_post_event(a, OTAML_EVENT_DOWNLOAD_STARTED, m->semver, OTAML_REASON_OK, detail);
 
+    /* An image of at least progress_min_bytes reports download_progress at fixed fractions: the
+     * transfer stops at each one, the event goes out, and the next request resumes with Range (an
+     * event cannot be posted while the image's connection is open: one TLS session at a time). */
+    bool report = a->cfg.progress_min_bytes > 0 && m->size >= a->cfg.progress_min_bytes;
+    size_t step = prv_next_milestone(s.guard.received, m->size, 0);
+    s.stop_at = report ? prv_milestone_bytes(step, m->size) : 0;
     char range[48];
-    otaml_header_t headers[1];
-    size_t n_headers = 0;
-    if (s.resume_offset > 0) {
-        snprintf(range, sizeof(range), "bytes=%u-", (unsigned)s.resume_offset);
-        headers[n_headers++] = (otaml_header_t){"Range", range};
-    }
     otaml_http_response_t resp = {0};
     s.resp = &resp;
-    st = otaml_port_http_get(m->file, headers, n_headers, prv_image_sink, &s, &resp);
+    for (;;) {
+        otaml_header_t headers[1];
+        size_t n_headers = 0;
+        s.resume_offset = s.guard.received;
+        s.started = s.milestone = false;
+        if (s.resume_offset > 0) {
+            snprintf(range, sizeof(range), "bytes=%u-", (unsigned)s.resume_offset);
+            headers[n_headers++] = (otaml_header_t){"Range", range};
+        }
+        st = otaml_port_http_get(m->file, headers, n_headers, prv_image_sink, &s, &resp);
+        if (!s.milestone || s.oversize || s.flash_error != OTAML_OK) break;
+        otaml_port_store_set_u64("dl_off", s.guard.received);
+        snprintf(detail, sizeof(detail), "%u%% (%u of %u bytes)", s_progress_pct[step], (unsigned)s.guard.received,
+                 (unsigned)m->size);
+        otaml_agent_post_event(a, OTAML_EVENT_DOWNLOAD_PROGRESS, m->semver, OTAML_REASON_OK, detail);
+        step = prv_next_milestone(s.guard.received, m->size, step + 1);
+        s.stop_at = prv_milestone_bytes(step, m->size);
+    }
 
     if (s.oversize) {
         otaml_port_update_abort();

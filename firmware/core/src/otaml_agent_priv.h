@@ -32,13 +32,17 @@ otaml_status_t otaml_agent_outbox_flush(otaml_agent_t *a);
 
 /** Check-in request headers (manifests/README.md), owned by the struct. */
 typedef struct {
-    otaml_header_t h[16];
+    otaml_header_t h[24];
     size_t n;
     char auth[160];
     char mv[24];
     char sv[12];
     char cfg_rev[24];
     char ks_ver[24];
+    char rssi[8];
+    char heap[12];
+    char min_heap[12];
+    char uptime[24];
 } otaml_checkin_t;
 
 void otaml_agent_checkin_headers(otaml_agent_t *a, otaml_checkin_t *c, bool with_etag);

@@ -18,6 +18,7 @@
 OTAML_DEFINE_TO_STR(otaml_status_to_str, otaml_status_t, OTAML_STATUS_LIST, "unknown status")
 OTAML_DEFINE_TO_STR(otaml_reason_to_str, otaml_reason_t, OTAML_REASON_LIST, "ok")
 OTAML_DEFINE_TO_STR(otaml_event_to_str, otaml_event_t, OTAML_EVENT_LIST, "unknown")
+OTAML_DEFINE_TO_STR(otaml_reset_reason_to_str, otaml_reset_reason_t, OTAML_RESET_REASON_LIST, "unknown")
 
 otaml_reason_t otaml_reason_from_str(const char *name)
 {

@@ -27,7 +27,7 @@ function usage() {
       "                     [--polls N] [--interval-ms MS] [--ml-interval-ms MS] [--download-rate BYTES_PER_S]\n" +
       "                     [--no-trusted-time] [--verbose] [--manifest-key PEM] [--config-key PEM] [--project P]\n" +
       "                     [--confirm-window-s S] [--confirm-backoff-min-ms MS] [--confirm-backoff-max-ms MS]\n" +
-      "                     [--unreachable-retakes N] [--ip-after-ms MS]\n" +
+      "                     [--unreachable-retakes N] [--ip-after-ms MS] [--rssi DBM] [--progress-min-bytes N]\n" +
       "       otaml-mpy.mjs exec SCRIPT.py [ARGS...]\n",
   );
   process.exit(2);
@@ -37,7 +37,7 @@ function parseArgs(argv) {
   const o = {
     channel: "stable", chip: "esp32", project: "otaml", polls: 0, interval_ms: 0, ml_interval_ms: 200,
     download_rate: 0, trusted_time: true, verbose: false, confirm_window_s: 300, confirm_backoff_min_ms: 1000,
-    confirm_backoff_max_ms: 30000, unreachable_retakes: 3, ip_after_ms: 0,
+    confirm_backoff_max_ms: 30000, unreachable_retakes: 3, ip_after_ms: 0, rssi: -58, progress_min_bytes: 262144,
     manifest_key: path.join(ROOT, "manifests", "keys", "test-release.pub.pem"),
     config_key: path.join(ROOT, "manifests", "keys", "test-config.pub.pem"),
     samples: path.join(ROOT, "firmware", "model", "samples.csv"),
@@ -70,6 +70,8 @@ function parseArgs(argv) {
       case "--confirm-backoff-max-ms": o.confirm_backoff_max_ms = num(); break;
       case "--unreachable-retakes": o.unreachable_retakes = num(); break;
       case "--ip-after-ms": o.ip_after_ms = num(); break;
+      case "--rssi": { const v = Number(val()); if (!Number.isInteger(v) || v < -127 || v > 0) usage(); o.rssi = v; break; }
+      case "--progress-min-bytes": o.progress_min_bytes = num(); break;
       default:
         if (a.startsWith("--")) usage();
         if (!o.command) o.command = a; else rest.push(a);
@@ -165,12 +167,14 @@ if (opts.command === "exec") {
     download_rate: opts.download_rate, trusted_time: opts.trusted_time, verbose: opts.verbose,
     confirm_window_s: opts.confirm_window_s, confirm_backoff_min_ms: opts.confirm_backoff_min_ms,
     confirm_backoff_max_ms: opts.confirm_backoff_max_ms, unreachable_retakes: opts.unreachable_retakes,
-    ip_after_ms: opts.ip_after_ms,
+    ip_after_ms: opts.ip_after_ms, rssi: opts.rssi, progress_min_bytes: opts.progress_min_bytes,
     manifest_keys: [fs.readFileSync(opts.manifest_key, "utf8")], config_keys: [fs.readFileSync(opts.config_key, "utf8")],
     samples: fs.existsSync(opts.samples) ? fs.readFileSync(opts.samples, "utf8") : "",
   };
-  // Time since power-on survives a reset (Wi-Fi comes up --ip-after-ms after it), so a reboot passes it on.
+  // Time since power-on survives a reset (Wi-Fi comes up --ip-after-ms after it), so a reboot passes it
+  // on, with the reason the next boot reports: a power-on first, a software reset after each reboot.
   const started = Number(process.env.OTAML_MPY_POWER_ON_MS) || Date.now();
+  config.reset_reason = process.env.OTAML_MPY_RESET_REASON === "sw" ? "sw" : "poweron";
   let outcome = "none";
   const host = {
     set_outcome: (o) => { outcome = o; },
@@ -191,7 +195,7 @@ if (opts.command === "exec") {
   // A reset loses all RAM: the next boot is a new process (a second interpreter in this one would share
   // it with the first one's timers and pending promises, which can still fire). The flash file stays.
   const next = spawnSync(process.execPath, process.argv.slice(1), {
-    stdio: "inherit", env: { ...process.env, OTAML_MPY_POWER_ON_MS: String(started) },
+    stdio: "inherit", env: { ...process.env, OTAML_MPY_POWER_ON_MS: String(started), OTAML_MPY_RESET_REASON: "sw" },
   });
   process.exit(next.status ?? 1);
 } else {

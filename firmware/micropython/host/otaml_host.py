@@ -12,6 +12,7 @@ so a test publishes genuine, signed images that misbehave. The station gets its 
 """
 
 import asyncio
+import gc
 import json
 import random
 import struct
@@ -22,7 +23,7 @@ import otaml_hostjs as H
 
 from otaml import app, flashfmt as F, ml, sig
 from otaml import agent as agentmod
-from otaml.port import PortError, Response, SlotInfo
+from otaml.port import Health, PortError, Response, SlotInfo
 from otaml.store import KVStore
 
 DIRECTIVE_SELFTEST_FAIL = b"OTAML-SIM:selftest=fail"
@@ -131,6 +132,7 @@ class HostPort:
         self.store = KVStore(flash_read, flash_erase, flash_write, nvs.offset, nvs.size)
         self.booted = 0
         self.booted_at = time.ticks_ms()
+        self.min_free = None
         self._update = None  # [slot, size, written, erased_to] while an update is open
 
     def _part(self, label):
@@ -150,6 +152,15 @@ class HostPort:
 
     def uptime_us(self):
         return time.ticks_us()
+
+    def health(self):
+        """The host device's own figures: the signal it was given, MicroPython's heap (gc), time since
+        this boot, and why it booted (the runner says: poweron, then sw after each reboot)."""
+        free = gc.mem_free()
+        self.min_free = free if self.min_free is None or free < self.min_free else self.min_free
+        return Health(rssi=self.cfg.get("rssi", -58), free_heap=free, min_free_heap=self.min_free,
+                      uptime_s=time.ticks_diff(time.ticks_ms(), self.booted_at) // 1000,
+                      reset_reason=self.cfg.get("reset_reason", "poweron"))
 
     async def network_wait(self, timeout_ms):
         """The simulated station has its address ip_after_ms after boot."""
@@ -370,7 +381,7 @@ async def _run(cfg):
         checkin_extra=(runner.ml.checkin_headers if runner.ml is not None else None),
         confirm_window_s=cfg.get("confirm_window_s", 300), confirm_backoff_min_ms=cfg.get("confirm_backoff_min_ms", 1000),
         confirm_backoff_max_ms=cfg.get("confirm_backoff_max_ms", 30000),
-        unreachable_retakes=cfg.get("unreachable_retakes", 3))
+        unreachable_retakes=cfg.get("unreachable_retakes", 3), progress_min_bytes=cfg.get("progress_min_bytes", 262144))
     await app.run(port, settings, runner, cfg.get("polls", 0), cfg.get("interval_ms", 0))
     return "ok"
 

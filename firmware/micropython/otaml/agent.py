@@ -33,7 +33,7 @@ class Settings:
     def __init__(self, server_url, channel, device_id, token, project, chip, keyring, config_keyring=None,
                  selftest=None, config_apply=None, checkin_extra=None, default_poll_interval_s=60,
                  min_poll_interval_s=1, confirm_window_s=300, confirm_backoff_min_ms=1000,
-                 confirm_backoff_max_ms=30000, unreachable_retakes=3):
+                 confirm_backoff_max_ms=30000, unreachable_retakes=3, progress_min_bytes=262144):
         self.server_url = server_url.rstrip("/")
         self.channel = channel
         self.device_id = device_id
@@ -54,6 +54,8 @@ class Settings:
         self.confirm_backoff_min_ms = confirm_backoff_min_ms
         self.confirm_backoff_max_ms = confirm_backoff_max_ms
         self.unreachable_retakes = unreachable_retakes
+        # Images of at least this many bytes report download_progress at DOWNLOAD_PROGRESS_PCT (0: never).
+        self.progress_min_bytes = progress_min_bytes
 
 
 class Agent:
@@ -171,6 +173,15 @@ class Agent:
             h.append((P.H_CONFIG_REVISION, str(self.config.revision)))
             if self.config.applied():
                 h.append((P.H_CONFIG_APPLIED, self.config.applied()))
+        health = self.port.health()
+        if health.rssi is not None:
+            h.append((P.H_RSSI, str(health.rssi)))
+        if health.free_heap > 0:
+            h.append((P.H_FREE_HEAP, str(health.free_heap)))
+        if health.min_free_heap > 0:
+            h.append((P.H_MIN_FREE_HEAP, str(health.min_free_heap)))
+        h.append((P.H_UPTIME_S, str(health.uptime_s)))
+        h.append((P.H_RESET_REASON, health.reset_reason))
         if self.s.checkin_extra is not None:
             h.extend(self.s.checkin_extra())
         return h

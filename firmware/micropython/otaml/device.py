@@ -12,6 +12,7 @@ board definition) marks it ABORTED and boots the previous slot; the reason was s
 """
 
 import asyncio
+import gc
 import struct
 import time
 
@@ -19,7 +20,11 @@ import esp32
 import machine
 
 from otaml import flashfmt as F
-from otaml.port import PortError, Response, SlotInfo
+from otaml.port import Health, PortError, Response, SlotInfo
+
+# machine.reset_cause() -> X-Otaml-Reset-Reason (the ESP32 port maps esp_reset_reason() onto these).
+RESET_CAUSES = {machine.PWRON_RESET: "poweron", machine.HARD_RESET: "ext", machine.WDT_RESET: "wdt",
+                machine.DEEPSLEEP_RESET: "deepsleep", machine.SOFT_RESET: "sw"}
 
 BLOCK = 4096
 EPOCH_2000 = 946684800  # some ports count from 2000-01-01
@@ -223,6 +228,9 @@ class DevicePort:
         self.otadata = found[0] if found else None
         self._next = None
         self._update = None  # [size, written, erased_to]
+        self.min_free = None  # the lowest gc.mem_free() seen since boot
+        self.ticks_seen = 0  # ticks_ms counts from boot
+        self.uptime_ms = 0
 
     def log(self, level, tag, message):
         if level == "D" and not self.verbose:
@@ -237,6 +245,30 @@ class DevicePort:
 
     def uptime_us(self):
         return time.ticks_us()
+
+    def health(self):
+        """Signal of the access point, MicroPython's heap (gc, not the IDF heap: what this code can
+        run out of), time since boot and machine.reset_cause(). MicroPython folds esp_reset_reason()
+        into five causes: a panic reads as sw, a brownout as poweron."""
+        import network
+
+        wlan = network.WLAN(network.STA_IF)
+        rssi = None
+        if wlan.isconnected():
+            try:
+                rssi = int(wlan.status("rssi"))
+            except (OSError, ValueError, TypeError):
+                rssi = None
+        free = gc.mem_free()
+        if self.min_free is None or free < self.min_free:
+            self.min_free = free
+        # ticks_ms wraps (2^30 ms, 12 days on the ESP32): add up the differences between check-ins instead.
+        now = time.ticks_ms()
+        self.uptime_ms += time.ticks_diff(now, self.ticks_seen)
+        self.ticks_seen = now
+        cause = RESET_CAUSES.get(machine.reset_cause(), "unknown")
+        return Health(rssi=rssi, free_heap=free, min_free_heap=self.min_free, uptime_s=self.uptime_ms // 1000,
+                      reset_reason=cause)
 
     async def network_wait(self, timeout_ms):
         """Until the station has an IP address, at most timeout_ms."""
@@ -416,7 +448,7 @@ async def _main(settings_path):
         min_poll_interval_s=cfg.get("min_poll_interval_s", 10), confirm_window_s=cfg.get("confirm_window_s", 300),
         confirm_backoff_min_ms=cfg.get("confirm_backoff_min_ms", 1000),
         confirm_backoff_max_ms=cfg.get("confirm_backoff_max_ms", 30000),
-        unreachable_retakes=cfg.get("unreachable_retakes", 3))
+        unreachable_retakes=cfg.get("unreachable_retakes", 3), progress_min_bytes=cfg.get("progress_min_bytes", 262144))
     await app.run(port, settings, runner)
 
 

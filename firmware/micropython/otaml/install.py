@@ -15,7 +15,9 @@ class _ImageSink:
     def __init__(self, port, guard, resume_offset):
         self.port = port
         self.guard = guard
-        self.resume_offset = resume_offset
+        self.resume_offset = resume_offset  # where this request's body starts (Range); 0: the whole image
+        self.stop_at = 0  # a progress milestone: stop once this many bytes are in flash (0: none)
+        self.milestone = False
         self.since_persist = 0
         self.resp: Response | None = None
         self.started = False
@@ -27,8 +29,10 @@ class _ImageSink:
         if not self.started:
             self.started = True
             if self.resume_offset > 0 and self.resp is not None and self.resp.status == 200:
-                # The server ignored Range (a static host without it): start over from byte 0.
+                # The server ignored Range (a static host without it): start over from byte 0, in one
+                # transfer (progress milestones need Range, so there are none from here on).
                 port.log("W", "otaml_ota", "server sent the whole image instead of a range: restarting the download")
+                self.stop_at = 0
                 size = self.guard.expected_size
                 port.update_abort()
                 try:
@@ -52,7 +56,23 @@ class _ImageSink:
         if self.since_persist >= PERSIST_EVERY_BYTES:
             self.since_persist = 0
             port.store.set_u64("dl_off", self.guard.received)
+        if self.stop_at and self.stop_at <= self.guard.received < self.guard.expected_size:
+            self.milestone = True  # the bytes are in flash; the next request resumes after them
+            return False
         return True
+
+
+def _next_milestone(received, size, step):
+    """Index of the first progress fraction above received (len when none)."""
+    pct = P.DOWNLOAD_PROGRESS_PCT
+    while step < len(pct) and received >= size * pct[step] // 100:
+        step += 1
+    return step
+
+
+def _milestone_bytes(step, size):
+    pct = P.DOWNLOAD_PROGRESS_PCT
+    return size * pct[step] // 100 if step < len(pct) else 0
 
 
 def _forget_download(store):
@@ -103,10 +123,25 @@ async def install(agent, m):
         agent.log("I", "downloading %s: %s" % (m.semver, detail))
     await agent.post_event(P.DOWNLOAD_STARTED, m.semver, P.OK, detail)
 
-    headers = [("Range", "bytes=%d-" % resume)] if resume > 0 else []
+    # An image of at least progress_min_bytes reports download_progress at fixed fractions: the transfer
+    # stops at each one, the event goes out, and the next request resumes with Range.
+    report = agent.s.progress_min_bytes > 0 and m.size >= agent.s.progress_min_bytes
+    step = _next_milestone(guard.received, m.size, 0)
     sink = _ImageSink(port, guard, resume)
-    sink.resp = Response()  # filled before the first byte reaches the sink, which reads its status
-    resp = await port.http.get(m.file, headers, sink, sink.resp)
+    sink.stop_at = _milestone_bytes(step, m.size) if report else 0
+    while True:
+        sink.resume_offset = sink.guard.received
+        sink.started = sink.milestone = False
+        headers = [("Range", "bytes=%d-" % sink.resume_offset)] if sink.resume_offset > 0 else []
+        sink.resp = Response()  # filled before the first byte reaches the sink, which reads its status
+        resp = await port.http.get(m.file, headers, sink, sink.resp)
+        if not sink.milestone or sink.oversize or sink.flash_error is not None:
+            break
+        st.set_u64("dl_off", sink.guard.received)
+        await agent.post_event(P.DOWNLOAD_PROGRESS, m.semver, P.OK, "%d%% (%d of %d bytes)"
+                               % (P.DOWNLOAD_PROGRESS_PCT[step], sink.guard.received, m.size))
+        step = _next_milestone(sink.guard.received, m.size, step + 1)
+        sink.stop_at = _milestone_bytes(step, m.size)
     guard = sink.guard
 
     if sink.oversize:

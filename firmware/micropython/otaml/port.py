@@ -5,6 +5,7 @@ An adapter (otaml.device on an ESP32, otaml.host in the WebAssembly MicroPython)
   log(level, tag, message)           level one of "E", "W", "I", "D"
   trusted_time() -> int              Unix seconds when the clock is trusted (SNTP), else 0
   uptime_us() -> int
+  health() -> Health                 device health for the check-in (signal, heap, uptime, last reset)
   random() -> int                    poll jitter, not cryptography
   store: Store                       get_str/get_u64/set_str/set_u64/erase (NVS namespace "otaml")
   http: Http                         async get(url, headers, sink) -> Response; async post(...) -> status
@@ -37,6 +38,17 @@ class SlotInfo:
         self.version = version
         self.project = project
         self.secure_version = secure_version
+
+
+class Health:
+    """otaml_health_t: None or 0 where the platform cannot tell (a header is then left out)."""
+
+    def __init__(self, rssi=None, free_heap=0, min_free_heap=0, uptime_s=0, reset_reason="unknown"):
+        self.rssi = rssi  # dBm, or None when not associated
+        self.free_heap = free_heap
+        self.min_free_heap = min_free_heap
+        self.uptime_s = uptime_s
+        self.reset_reason = reset_reason  # a name of protocol.RESET_REASONS
 
 
 class Response:

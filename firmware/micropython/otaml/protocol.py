@@ -30,6 +30,14 @@ H_NEW_TOKEN = "X-Otaml-New-Token"
 H_KEYSET_VERSION = "X-Otaml-Keyset-Version"
 H_KEYSET = "X-Otaml-Keyset"
 H_KEYSET_SIGNATURE = "X-Otaml-Keyset-Signature"
+H_RSSI = "X-Otaml-Rssi"
+H_FREE_HEAP = "X-Otaml-Free-Heap"
+H_MIN_FREE_HEAP = "X-Otaml-Min-Free-Heap"
+H_UPTIME_S = "X-Otaml-Uptime-S"
+H_RESET_REASON = "X-Otaml-Reset-Reason"
+
+# Fractions of an image at which a download reports progress (download_progress events).
+DOWNLOAD_PROGRESS_PCT = (25, 50, 75)
 
 # Reason codes, in the order of the C header's OTAML_REASON_LIST.
 OK = "ok"
@@ -60,6 +68,7 @@ REASONS = (OK, BAD_SIGNATURE, MANIFEST_TOO_LARGE, MANIFEST_MALFORMED, MANIFEST_E
 
 # Update events.
 DOWNLOAD_STARTED = "download_started"
+DOWNLOAD_PROGRESS = "download_progress"
 DOWNLOAD_FAILED = "download_failed"
 VERIFIED = "verified"
 INSTALLED = "installed"
@@ -67,7 +76,11 @@ BOOTED = "booted"
 CONFIRMED = "confirmed"
 ROLLED_BACK = "rolled_back"
 REJECTED = "rejected"
-EVENTS = (DOWNLOAD_STARTED, DOWNLOAD_FAILED, VERIFIED, INSTALLED, BOOTED, CONFIRMED, ROLLED_BACK, REJECTED)
+EVENTS = (DOWNLOAD_STARTED, DOWNLOAD_PROGRESS, DOWNLOAD_FAILED, VERIFIED, INSTALLED, BOOTED, CONFIRMED, ROLLED_BACK, REJECTED)
+
+# esp_reset_reason_t (ESP-IDF esp_system.h) as X-Otaml-Reset-Reason spells it, indexed by its value.
+RESET_REASONS = ("unknown", "poweron", "ext", "sw", "panic", "int_wdt", "task_wdt", "wdt", "deepsleep", "brownout",
+                 "sdio", "usb", "jtag", "efuse", "pwr_glitch", "cpu_lockup")
 
 # Decisions of the device checks.
 UPDATE = "update"

@@ -18,6 +18,8 @@
 #include "esp_partition.h"
 #include "esp_random.h"
 #include "esp_system.h"
+#include "esp_timer.h"
+#include "esp_wifi.h"
 #include "freertos/FreeRTOS.h"
 #include "freertos/task.h"
 #include "nvs.h"
@@ -73,6 +75,27 @@ otaml_status_t otaml_port_random_bytes(uint8_t *buf, size_t len)
 }
 
 void otaml_port_delay_ms(uint32_t ms) { vTaskDelay(pdMS_TO_TICKS(ms)); }
+
+/* ---- device health ---- */
+
+void otaml_port_health(otaml_health_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    wifi_ap_record_t ap;
+    /* ESP_ERR_WIFI_NOT_CONNECT while not associated: then there is no signal to report. */
+    if (esp_wifi_sta_get_ap_info(&ap) == ESP_OK) {
+        out->has_rssi = true;
+        out->rssi = ap.rssi;
+    }
+    out->free_heap = esp_get_free_heap_size();
+    out->min_free_heap = esp_get_minimum_free_heap_size();
+    out->uptime_s = (uint64_t)(esp_timer_get_time() / 1000000);
+    /* otaml_reset_reason_t lists esp_reset_reason_t in its order (tests/server/test_protocol_vocabulary.py
+     * pins the names); a value a newer ESP-IDF adds reads as unknown. */
+    esp_reset_reason_t reason = esp_reset_reason();
+    out->reset_reason = (reason >= ESP_RST_UNKNOWN && reason <= ESP_RST_CPU_LOCKUP) ? (otaml_reset_reason_t)reason
+                                                                                   : OTAML_RESET_UNKNOWN;
+}
 
 /* ---- network ---- */
 

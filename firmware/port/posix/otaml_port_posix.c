@@ -446,6 +446,7 @@ void otaml_port_reboot(void)
     fflush(stdout);
     sim_port_shutdown();
     sim_flash_close();
+    sim_health_prepare_reboot();
     execv("/proc/self/exe", s_cfg.argv);
     fprintf(stderr, "exec failed: %s\n", strerror(errno));
     _exit(70);

@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "otaml_protocol.h"
+
 typedef struct {
     int booted_slot;             /* chosen by sim_bootloader_select() at "power on" */
     bool trusted_time;           /* false: the device has no SNTP time (expiry not judged) */
@@ -19,6 +21,11 @@ void sim_port_configure(const sim_port_config_t *cfg);
 void sim_port_shutdown(void);
 /** Stop the TFLM worker process (at exit and before a reboot). */
 void sim_ml_shutdown(void);
+/* Device health (sim_health.c): call at boot with the simulated signal strength; name the reason of
+ * the next reset (sw unless set); otaml_port_reboot hands it to the re-executed process. */
+void sim_health_boot(int rssi_dbm);
+void sim_health_next_reset(otaml_reset_reason_t reason);
+void sim_health_prepare_reboot(void);
 #include <stddef.h>
 #include "otaml_status.h"
 /** Load the recorded samples the sensor port replays. */

@@ -11,6 +11,8 @@ from otaml.fleet.checkins import CheckinBuffer
 from otaml.fleet.keysets import KeySetCache
 from otaml.fleet.config import ConfigSigner, SignedConfigCache
 from otaml.fleet.tokens import TokenCache
+from otaml.ops.audit import DeniedLimiter
+from otaml.ops.metrics import Counters, Snapshots
 from otaml.rollouts.policy import PolicyCache
 from otaml.storage.blob_cache import BlobCache
 from otaml.storage.blobs import BlobStore
@@ -29,6 +31,9 @@ class ServerContext:
     policy: PolicyCache
     config_docs: SignedConfigCache
     keysets: KeySetCache
+    denied: DeniedLimiter  # denied admin attempts written to the audit log, per minute
+    counters: Counters  # plain ints the poll path bumps; /metrics reads them
+    snapshots: Snapshots  # this process's counters on disk, for scrapes that reach another process
 
     @classmethod
     def create(cls, settings: Settings, engine: Engine) -> ServerContext:
@@ -44,4 +49,7 @@ class ServerContext:
             policy=PolicyCache(engine, settings.policy_ttl),
             config_docs=SignedConfigCache(ConfigSigner(settings.config_key_file)),
             keysets=KeySetCache(engine, settings.policy_ttl),
+            denied=DeniedLimiter(),
+            counters=Counters(),
+            snapshots=Snapshots(settings.data_dir),
         )

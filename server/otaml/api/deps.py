@@ -10,9 +10,10 @@ from sqlmodel import Session
 
 from otaml.api.context import ServerContext
 from otaml.core.config import Settings
-from otaml.core.errors import AuthError
+from otaml.core.errors import AuthError, OtamlError
 from otaml.core.types import DeviceId
 from otaml.fleet.tokens import bearer_token, tokens_equal
+from otaml.ops import audit
 
 
 def get_ctx(request: Request) -> ServerContext:
@@ -37,15 +38,37 @@ def get_session(ctx: ContextDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def require_admin(ctx: ContextDep, authorization: Annotated[str | None, Header()] = None) -> None:
+def require_admin(request: Request, ctx: ContextDep, authorization: Annotated[str | None, Header()] = None) -> None:
     token = bearer_token(authorization)
+    problem = None
     if token is None:
-        raise AuthError("expected `Authorization: Bearer <admin token>`, got no bearer token")
-    if not tokens_equal(token, ctx.settings.admin_token):
-        raise AuthError("admin token rejected")
+        problem = "expected `Authorization: Bearer <admin token>`, got no bearer token"
+    elif not tokens_equal(token, ctx.settings.admin_token):
+        problem = "admin token rejected"
+    if problem is not None:
+        skipped = ctx.denied.admit()
+        if skipped is not None:
+            who = audit.actor(request, ctx.settings.admin_token, authenticated=False)
+            more = f" ({skipped} more denied requests were not logged)" if skipped else ""
+            audit.write(ctx.engine, who, "admin.auth", f"{request.method} {request.url.path}"[:128], problem + more, "denied")
+        raise AuthError(problem)
 
 
 AdminDep = Annotated[None, Depends(require_admin)]
+
+
+def get_audit(request: Request, ctx: ContextDep, _: AdminDep) -> Iterator[audit.Audit]:
+    """The audit record of an admin action: written when the route returns (ok) or refuses (refused)."""
+    record = audit.Audit(ctx.engine, audit.actor(request, ctx.settings.admin_token))
+    try:
+        yield record
+    except OtamlError as e:
+        record.finish("refused", str(e))
+        raise
+    record.finish("ok")
+
+
+AuditDep = Annotated[audit.Audit, Depends(get_audit)]
 
 
 async def require_device(

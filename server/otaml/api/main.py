@@ -19,11 +19,17 @@ from otaml.api import errors
 from otaml.api.context import ServerContext
 from otaml.api.limits import BodyLimits
 from otaml.api.poll_asgi import PollFastPath
-from otaml.api.routes import binaries, channels, claims, config, devices, info, keys, manifests, releases, rollouts
+from otaml.api.routes import (
+    audit, binaries, channels, claims, config, devices, history, info, keys, manifests, metrics, releases, rollouts, webhooks,
+)
 from otaml.core.config import Settings
+from otaml.dashboard import pages as dashboard_pages
 from otaml.dashboard import routes as dashboard_routes
 from otaml.core.db import init_db, make_engine
 from otaml.models import Release
+from otaml.ops import housekeeping
+from otaml.ops import metrics as ops_metrics
+from otaml.ops import webhooks as ops_webhooks
 from otaml.releases.publishing import rebuild_mirror
 from otaml.rollouts.service import evaluate
 
@@ -67,6 +73,24 @@ async def _rollout_loop(ctx: ServerContext) -> None:
             log.exception("rollout evaluation failed; retrying in %.1fs", ctx.settings.rollout_eval_interval)
 
 
+async def _ops_loop(ctx: ServerContext) -> None:
+    """Webhook deliveries and the metrics snapshot every second; pruning and expiry checks every
+    housekeeping_interval."""
+    s = ctx.settings
+    last_housekeeping = 0.0
+    while True:
+        await asyncio.sleep(1.0 if s.housekeeping_interval >= 1.0 else s.housekeeping_interval)
+        try:
+            if time.monotonic() - last_housekeeping >= s.housekeeping_interval:
+                last_housekeeping = time.monotonic()
+                await run_in_threadpool(housekeeping.run, ctx.engine, s)
+            await run_in_threadpool(ops_webhooks.deliver_due, ctx.engine, base_backoff=s.webhook_backoff,
+                                    max_attempts=s.webhook_max_attempts, timeout=s.webhook_timeout)
+            await run_in_threadpool(ops_metrics.snapshot, ctx)
+        except Exception:
+            log.exception("housekeeping failed; retrying")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -80,11 +104,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.ctx = ctx
         flusher = asyncio.create_task(_flush_loop(ctx))
         evaluator = asyncio.create_task(_rollout_loop(ctx))
+        ops = asyncio.create_task(_ops_loop(ctx))
         log.info("otaml %s serving project %r at %s (data in %s)", __version__, settings.project, settings.base_url, settings.data_dir)
         try:
             yield
         finally:
-            for task in (flusher, evaluator):
+            for task in (flusher, evaluator, ops):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -94,9 +119,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="otaml release server", version=__version__, lifespan=lifespan, responses=errors.ERROR_RESPONSES)
     errors.install(app)
 
-    for module in (manifests, binaries, releases, channels, devices, rollouts, config, info, claims, keys):
+    for module in (manifests, binaries, releases, channels, devices, rollouts, config, info, claims, keys, history, audit,
+                   webhooks, metrics):
         app.include_router(module.router)
     app.include_router(dashboard_routes.router)
+    app.include_router(dashboard_pages.router)
     app.mount("/dashboard/static", StaticFiles(directory=dashboard_routes.STATIC_DIR), name="dashboard-static")
 
     @app.get("/", include_in_schema=False)

@@ -58,6 +58,9 @@ class PollFastPath:
     async def _poll(self, ctx, channel, scope, send):  # type: ignore[no-untyped-def]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         answer = await answer_poll(ctx, channel, headers)
+        ctx.counters.polls += 1  # plain ints on the event loop's thread: no lock, nothing allocated
+        if answer.status == 304:
+            ctx.counters.not_modified += 1
         out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]
         if answer.status != 304:
             out.append((b"content-type", answer.media_type.encode()))

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from otaml import __version__
 from otaml.core import errors
 from otaml.core.errors import AuthError, ConfigError, ServerError
 
@@ -22,7 +23,9 @@ class ReleaseClient:
         self.server = server_url(server)
         try:
             self._http = httpx.Client(
-                base_url=self.server, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+                base_url=self.server, timeout=timeout,
+                # X-Otaml-Client: the audit log tells CLI actions from other API clients (a label, not a credential).
+                headers={"Authorization": f"Bearer {token}", "X-Otaml-Client": f"release-cli/{__version__}"},
             )
         except (httpx.InvalidURL, UnicodeError, ValueError) as e:  # e.g. a token that is not a header value
             raise ConfigError(f"cannot use --server/--token: {e}") from None
@@ -163,6 +166,28 @@ class ReleaseClient:
 
     def rollout_action(self, rollout_id: int, action: str) -> dict[str, Any]:
         return self._request("POST", f"/api/rollouts/{_seg(rollout_id)}/{_seg(action)}")
+
+    def audit(self, **filters: Any) -> dict[str, Any]:
+        return self._request("GET", "/api/audit", params={k: v for k, v in filters.items() if v is not None})
+
+    def history(self, **filters: Any) -> dict[str, Any]:
+        return self._request("GET", "/api/history", params={k: v for k, v in filters.items() if v is not None})
+
+    def add_webhook(self, url: str, events: list[str]) -> dict[str, Any]:
+        return self._request("POST", "/api/webhooks", json={"url": url, "events": events})
+
+    def webhooks(self) -> dict[str, Any]:
+        return self._request("GET", "/api/webhooks")
+
+    def remove_webhook(self, webhook_id: int) -> None:
+        self._request("DELETE", f"/api/webhooks/{_seg(webhook_id)}")
+
+    def deliveries(self, webhook_id: int | None = None, limit: int = 50) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, **({"webhook_id": webhook_id} if webhook_id is not None else {})}
+        return self._request("GET", "/api/webhooks/deliveries", params=params)
+
+    def bulk_devices(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/api/devices/bulk", json=spec)
 
     def config_layers(self) -> dict[str, Any]:
         return self._request("GET", "/api/config")

@@ -1,10 +1,15 @@
-"""`release demo`: a live fleet on this machine in under a minute, for a newcomer.
+"""`release demo`: a live fleet on this machine, for a newcomer, paced so it can be watched.
 
 Starts a release server in a fresh demo folder, publishes 1.1, enrolls a small fleet of otaml-sim
-devices (the real firmware core built for the host, running the real model through TFLM), flashes
-them with 1.1, then publishes 1.2 as a staged release and rolls it out ring by ring while the
-dashboard watches. Signs with the committed *test* keys, which the simulator pins: a demo, never
-a deployment.
+devices (the real firmware core built for the host, running the real model through TFLM) and lets it
+run on 1.1 for a while, so the dashboard has history. Then two rollouts, one after the other:
+
+1. 1.2 carries the model retrained on a miscalibrated bench (firmware/model/variants): it passes its
+   golden inputs, the canaries confirm it, and the ML gate halts the rollout in its first ring because
+   the canaries' class rates diverge from the fleet's. The demo waits, then aborts it.
+2. 1.3, the fixed build (the shipped model), rolls out ring by ring through the same gate to done.
+
+Signs with the committed *test* keys, which the simulator pins: a demo, never a deployment.
 
 The demo only ever talks to the server it started: it refuses a port in use (or, when no port was
 asked for, picks a free one and says so), gives its server a fresh random admin token, and checks that
@@ -140,24 +145,41 @@ class Demo:
             )
 
     def _images(self) -> dict[str, Path]:
-        payload = b""
-        model = ROOT / "firmware" / "model" / "amp_health.tflite"
-        card = model.with_name("amp_health.card.json")
+        shipped, miscalibrated = ROOT / "firmware" / "model", ROOT / "firmware" / "model" / "variants" / "plate_reads_20pct_high"
         try:
             import tflite_micro  # noqa: F401 - the simulator's TFLM worker needs it
+        except ImportError:
+            raise DemoError("the demo's devices run their model through TFLM: pip install 'otaml[ml]'") from None
 
-            payload = model_payload(model.read_bytes(), card.read_bytes())
-        except (ImportError, OSError):
-            self.say("no tflite-micro wheel (pip install 'otaml[ml]'): the devices run without their model")
+        def payload(folder: Path) -> bytes:
+            return model_payload((folder / "amp_health.tflite").read_bytes(), (folder / "amp_health.card.json").read_bytes())
+
         out = {}
-        for version in ("1.1", "1.2"):
+        for version, folder in (("1.1", shipped), ("1.2", miscalibrated), ("1.3", shipped)):
             path = self.data_dir / "images" / f"otaml{version.replace('.', '_')}.bin"
             path.parent.mkdir(exist_ok=True)
-            path.write_bytes(build_app_image(version, payload=payload))
+            path.write_bytes(build_app_image(version, payload=payload(folder)))
             out[version] = path
         return out
 
-    def run(self, duration: float | None, until_done: bool = False) -> str:
+    def _watch(self, client: ReleaseClient, rollout_id: int, until: tuple[str, ...], deadline: float | None) -> dict:
+        """The rollout once it is in one of ``until`` (or when the deadline passes); the server must live."""
+        while True:
+            state = client.rollout(rollout_id)
+            if state["state"] in until or (deadline is not None and time.monotonic() >= deadline):
+                return state
+            if self.procs[0].poll() is not None:
+                raise DemoError(f"the server stopped; see {self.data_dir / 'server.log'}")
+            time.sleep(1)
+
+    def _pause(self, seconds: float, deadline: float | None) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and (deadline is None or time.monotonic() < deadline):
+            if self.procs[0].poll() is not None:
+                raise DemoError(f"the server stopped; see {self.data_dir / 'server.log'}")
+            time.sleep(0.5)
+
+    def run(self, duration: float | None, until_done: bool = False, pace: float = 20.0) -> str:
         if not port_free(self.port):
             raise DemoError(f"port {self.port} is in use; the demo never talks to a server it did not start (pass another --port)")
         self._fresh_dir()
@@ -166,6 +188,10 @@ class Demo:
         self._serve()
         key = signing.load_private_key(ROOT / "manifests" / "keys" / "test-release.pem")
         images = self._images()
+        started = time.monotonic()
+        deadline = started + duration if duration is not None else None
+        gate = {"rings": [25, 50, 100], "success_pct": 100, "soak_seconds": int(pace), "ml_max_divergence": 0.05,
+                "ml_max_latency_regression": 200, "ml_min_samples": 200, "ml_window": 600}
         with ReleaseClient(self.url, self.token) as client:
             publishing.publish(client, key, version="1.1", path=images["1.1"], channel="stable")
             self.say(f"published 1.1; flashing and starting {self.devices} simulated devices")
@@ -180,29 +206,42 @@ class Demo:
                 log = open(flash.with_suffix(".log"), "ab")  # noqa: SIM115 - owned by the process
                 self.procs.append(subprocess.Popen(
                     [str(sim), "--flash", str(flash), "run", "--server", self.url, "--device-id", device_id,
-                     "--token", token, "--interval-ms", "3000", "--ml-interval-ms", "500"],
+                     "--token", token, "--interval-ms", "3000", "--ml-interval-ms", "100", "--rssi", str(-48 - 3 * i)],
                     stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OTAML_SIM_PYTHON": sys.executable},
                 ))
-            client.set_config("channel", "stable", {"ml_interval_ms": 1000, "alert_threshold": 80})
-            publishing.publish(client, key, version="1.2", path=images["1.2"], channel="stable", staged=True)
-            rollout = client.start_rollout({"channel": "stable", "version": "1.2", "rings": [25, 50, 100],
-                                            "success_pct": 100, "soak_seconds": 10})
-            self.say(f"published 1.2 (staged) and started rollout {rollout['id']}: rings 25% -> 50% -> 100%")
+            client.set_config("channel", "stable", {"ml_interval_ms": 100, "alert_threshold": 80})
             self.say(f"dashboard: {self.url}/dashboard  (log in with {self.token!r} to pause, resume or abort)")
-            started = time.monotonic()
-            while duration is None or time.monotonic() - started < duration:
-                time.sleep(1)
-                if self.procs[0].poll() is not None:
-                    raise DemoError(f"the server stopped; see {self.data_dir / 'server.log'}")
-                if until_done and client.rollout(rollout["id"])["state"] in ("done", "halted", "aborted"):
-                    break
+            self.say(f"the fleet runs 1.1; in {pace:g} s 1.2 rolls out: its model was retrained on a bench whose "
+                     f"plate-voltage divider read 20 % high")
+            self._pause(pace, deadline)
+
+            publishing.publish(client, key, version="1.2", path=images["1.2"], channel="stable", staged=True)
+            bad = client.start_rollout({"channel": "stable", "version": "1.2", **gate})
+            self.say(f"rollout {bad['id']} of 1.2 started: rings 25% -> 50% -> 100%, ML gate divergence <= 0.05")
+            bad = self._watch(client, bad["id"], ("halted", "done", "aborted"), deadline)
+            if bad["state"] == "halted":
+                self.say(f"rollout {bad['id']} halted: {bad['halt_reason']}")
+                self.say(f"it is aborted in {pace:g} s and 1.3, with the shipped model, rolls out instead")
+                self._pause(pace, deadline)
+                client.rollout_action(bad["id"], "abort")
+            good_state: dict = {}
+            if deadline is None or time.monotonic() < deadline:
+                publishing.publish(client, key, version="1.3", path=images["1.3"], channel="stable", staged=True)
+                good = client.start_rollout({"channel": "stable", "version": "1.3", **gate})
+                self.say(f"rollout {good['id']} of 1.3 started")
+                until = ("done", "halted", "aborted") if until_done else ("__never__",)
+                good_state = self._watch(client, good["id"], until, deadline)
             devices = client.devices(limit=1000)["data"]
-            state = client.rollout(rollout["id"])
+            bad = client.rollout(bad["id"])
+            good_state = client.rollout(good_state["id"]) if good_state else {}
         versions: dict[str, int] = {}
         for d in devices:
             versions[d["version"] or "none"] = versions.get(d["version"] or "none", 0) + 1
         shown = ", ".join(f"{v}: {n}" for v, n in sorted(versions.items()))
-        return f"{len(devices)} devices ({shown}); rollout {state['id']} {state['state']} at ring {state['stage']}, {state['confirmed']} confirmed"
+        summary = f"{len(devices)} devices ({shown}); rollout {bad['id']} of 1.2 {bad['state']} at ring {bad['stage']}"
+        if good_state:
+            summary += f"; rollout {good_state['id']} of 1.3 {good_state['state']} at ring {good_state['stage']}, {good_state['confirmed']} confirmed"
+        return summary
 
     def stop(self) -> None:
         for proc in reversed(self.procs):

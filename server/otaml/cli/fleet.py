@@ -41,6 +41,10 @@ def print_rollout(r: dict[str, Any]) -> None:
     )
     if r.get("status"):
         out.print(r["status"])
+    ml = r.get("ml")
+    gated = r.get("ml_max_divergence") is not None or r.get("ml_max_latency_regression") is not None
+    if ml or gated:
+        out.print(ml_line(r, ml))
     table = Table("ring", "up to", "bucket <", "devices", "confirmed", "failed", "silent", "retrying", "pending", "offered")
     for ring in r["rings_progress"]:
         table.add_row(
@@ -49,6 +53,20 @@ def print_rollout(r: dict[str, Any]) -> None:
             "yes" if ring["offered"] else "",
         )
     out.print(table)
+
+
+def ml_line(r: dict[str, Any], ml: dict[str, Any] | None) -> str:
+    """The ML gate's two measures next to their thresholds."""
+    if not ml:
+        return f"ML gate: no predictions reported yet on {r['version']} or its baseline"
+    div, lat = ml.get("divergence"), ml.get("latency_regression_pct")
+    div_limit = f" (max {r['ml_max_divergence']:g})" if r.get("ml_max_divergence") is not None else ""
+    lat_limit = f" (max {r['ml_max_latency_regression']:g}%)" if r.get("ml_max_latency_regression") is not None else ""
+    shown_div = f"{div:.3f}" if div is not None else "-"
+    shown_lat = f"{lat:+.0f}%" if lat is not None else "-"
+    return (f"ML gate: class-rate divergence {shown_div}{div_limit}, latency {shown_lat}{lat_limit}; "
+            f"{r['version']} {ml['samples']:,} vs {ml.get('baseline_version') or 'baseline'} {ml['baseline_samples']:,} "
+            f"predictions in the last {ml['window_s'] // 60} min")
 
 
 @click.group()
@@ -68,17 +86,28 @@ def rollout() -> None:
 @click.option("--min-reports", type=int, default=3, show_default=True, help="Outcomes needed before the failure threshold applies.")
 @click.option("--silence-timeout", type=int, default=900, show_default=True, help="Seconds without a word after taking the update that count as a failure.")
 @click.option("--soak", type=int, default=0, show_default=True, help="Minimum seconds in a ring before advancing.")
+@click.option("--ml-max-divergence", type=float, default=None,
+              help="Halt when the class rates of the release's devices diverge from the baseline's by more than this "
+                   "(Jensen-Shannon divergence in bits, 0..1; e.g. 0.05).")
+@click.option("--ml-max-latency-regression", type=float, default=None,
+              help="Halt when the release's mean inference latency is more than this many percent above the baseline's.")
+@click.option("--ml-min-samples", type=int, default=500, show_default=True,
+              help="Predictions needed on each side before the ML gate judges; until then the ring does not advance.")
+@click.option("--ml-window", type=int, default=900, show_default=True, help="Seconds of history the ML gate compares.")
 @server_option
 @token_option
 @json_option
 def rollout_start(version: str, channel: str, rings: list[int], tags: tuple[str, ...], devices: tuple[str, ...],
                   success_pct: float, max_failures: int | None, max_failure_pct: float, min_reports: int,
-                  silence_timeout: int, soak: int, server: str, token: str, as_json: bool) -> None:
+                  silence_timeout: int, soak: int, ml_max_divergence: float | None, ml_max_latency_regression: float | None,
+                  ml_min_samples: int, ml_window: int, server: str, token: str, as_json: bool) -> None:
     """Start offering staged release VERSION (published with --staged)."""
     spec = {
         "channel": channel, "version": version, "rings": rings, "tags": list(tags), "devices": list(devices),
         "success_pct": success_pct, "max_failures": max_failures, "max_failure_pct": max_failure_pct,
         "min_reports": min_reports, "silence_timeout": silence_timeout, "soak_seconds": soak,
+        "ml_max_divergence": ml_max_divergence, "ml_max_latency_regression": ml_max_latency_regression,
+        "ml_min_samples": ml_min_samples, "ml_window": ml_window,
     }
     with ReleaseClient(server, token) as client:
         r = client.start_rollout(spec)

@@ -1,4 +1,5 @@
-"""`release`: keygen, serve, enroll, publish, refresh, list, devices, events, rollout, device, config, demo.
+"""`release`: keygen, serve, enroll, publish, refresh, list, devices, events, rollout, device, config, demo,
+audit, webhook, history.
 
 One error funnel (``main``): an OtamlError prints "A fatal error occurred: <reason>" and exits 2, with no
 traceback; Ctrl-C prints "cancelled by user" and exits 130.
@@ -17,7 +18,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from otaml import __version__
-from otaml.cli import fleet, provision, publishing
+from otaml.cli import fleet, insight, provision, publishing
 from otaml.cli.client import ReleaseClient
 from otaml.cli.options import err, json_option, key_option, out, server_option, token_option
 from otaml.core.config import INSECURE_ADMIN_TOKEN
@@ -240,9 +241,12 @@ def events(device_id: str, limit: int, server: str, token: str, as_json: bool) -
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("otaml-demo"), show_default=True,
               help="Wiped and recreated (only if an earlier demo made it).")
 @click.option("--duration", type=click.FloatRange(min=0), default=None, help="Stop after this many seconds (default: at Ctrl-C).")
-@click.option("--until-done", is_flag=True, help="Stop as soon as the rollout is done, halted or aborted (--duration caps it).")
-def demo(devices: int, port: int | None, data_dir: Path, duration: float | None, until_done: bool) -> None:
-    """Run a server, publish two builds and a fleet of simulated devices rolling out the second.
+@click.option("--until-done", is_flag=True, help="Stop as soon as the second rollout is done, halted or aborted (--duration caps it).")
+@click.option("--pace", type=click.FloatRange(1, 600), default=20.0, show_default=True,
+              help="Seconds between the demo's steps and of soak in each ring (lower it to watch less).")
+def demo(devices: int, port: int | None, data_dir: Path, duration: float | None, until_done: bool, pace: float) -> None:
+    """Run a server and a fleet of simulated devices: a build whose model sees the field differently
+    halts in its first ring on the ML gate, then the fixed build rolls out to done.
 
     It starts its own server and talks to nothing else: a port in use is refused."""
     from otaml.cli.demo import Demo, pick_port
@@ -250,7 +254,7 @@ def demo(devices: int, port: int | None, data_dir: Path, duration: float | None,
     say = lambda text: err.print(f"demo: {text}")  # noqa: E731
     d = Demo(data_dir=data_dir, port=pick_port(port, say), devices=devices, say=say)
     try:
-        summary = d.run(duration, until_done=until_done)
+        summary = d.run(duration, until_done=until_done, pace=pace)
     finally:
         d.stop()
     out.print(f"demo: {summary}")
@@ -316,6 +320,9 @@ cli.add_command(provision.key)
 cli.add_command(fleet.rollout)
 cli.add_command(fleet.device)
 cli.add_command(fleet.config)
+cli.add_command(insight.audit)
+cli.add_command(insight.webhook)
+cli.add_command(insight.history)
 
 
 if __name__ == "__main__":  # pragma: no cover

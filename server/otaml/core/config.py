@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     # Trust the repository's test keys outside development (test rigs and `release demo` only: their
     # private halves are public).
     allow_test_keys: bool = False
+    # Fleet insight: history retention, /metrics, webhooks, housekeeping (ops/).
+    history_minute_retention: float = Field(48.0, ge=2, le=24 * 30)  # hours of per-minute buckets
+    history_hour_retention: float = Field(90.0, ge=7, le=3650)  # days of per-hour buckets
+    device_history_retention: float = Field(7.0, ge=1, le=365)  # days of per-device hours
+    audit_retention: float = Field(365.0, ge=1, le=3650)  # days of audit entries
+    metrics_public: bool = False  # /metrics without the admin token (a scraper on a private network)
+    webhook_backoff: float = Field(10.0, ge=0.1, le=3600)  # seconds before the first retry; doubles each time
+    webhook_max_attempts: int = Field(8, ge=1, le=30)
+    webhook_timeout: float = Field(5.0, gt=0, le=60)  # seconds per delivery attempt
+    housekeeping_interval: float = Field(60.0, ge=0.2, le=3600)  # seconds between pruning and expiry checks
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:

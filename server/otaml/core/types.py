@@ -95,6 +95,16 @@ def parse_uint(text: str, high: int) -> int | None:
     return value if value <= high else None
 
 
+def parse_int(text: str, low: int, high: int) -> int | None:
+    """An optional minus sign and ASCII decimal digits for low..high, or None (as parse_uint)."""
+    digits = text[1:] if text.startswith("-") else text
+    magnitude = parse_uint(digits, max(abs(low), abs(high)))
+    if magnitude is None:
+        return None
+    value = -magnitude if text.startswith("-") else magnitude
+    return value if low <= value <= high else None
+
+
 DeviceId = DEVICE_ID.type
 DeviceIdPrefix = DEVICE_ID_PREFIX.type
 DeviceToken = DEVICE_TOKEN.type

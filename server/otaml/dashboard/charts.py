@@ -25,7 +25,7 @@ def bar_chart(bars: list[Bar], *, title: str, width: int = 520, row: int = 26) -
     span = width - label_w - value_w
     height = row * len(bars) + 8
     parts = [
-        f'<svg class="chart" role="img" aria-label="{escape(title)}" width="{width}" height="{height}" '
+        f'<svg class="chart" role="img" aria-label="{escape(title)}" '
         f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
     ]
     for i, b in enumerate(bars):

@@ -9,26 +9,42 @@ from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
+from pydantic import ValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, select
 
 from otaml import __version__
 from otaml.api.deps import ContextDep
+from otaml.api.errors import validation_message
 from otaml.core.errors import OtamlError
 from otaml.core.types import DEVICE_ID, Channel, DeviceIdPrefix, ReportedVersion, RowId, Tag
 from otaml.dashboard import auth, views
-from otaml.fleet import credentials
-from otaml.fleet.protocol import EventKind
-from otaml.fleet.search import DeviceFilter
+from otaml.fleet import bulk, credentials
+from otaml.fleet.insight import Range
+from otaml.fleet.protocol import EventKind, ResetReason
+from otaml.fleet.search import CRASHES, DeviceFilter
 from otaml.fleet.tokens import tokens_equal
 from otaml.fleet.twins import Drift
 from otaml.models import Device, DeviceStatus
+from otaml.ops import audit
 from otaml.rollouts import service
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def _uptime(seconds: int) -> str:
+    """3d 4h, 5h 12m, 7m: the two largest units."""
+    d, rem = divmod(int(seconds), 86400)
+    h, rem = divmod(rem, 3600)
+    m = rem // 60
+    return f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m"
+
+
+templates.env.filters["uptime"] = _uptime
+templates.env.globals["crashes"] = CRASHES
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
 
@@ -60,6 +76,27 @@ def _render(request: Request, name: str, **context: object) -> HTMLResponse:
     return templates.TemplateResponse(request, name, context)
 
 
+def acting(request: Request, ctx, csrf: str) -> Response | audit.Actor:  # type: ignore[no-untyped-def]
+    """The operator behind a dashboard action, or the answer when there is none: a login page without
+    a session, 403 without the form's CSRF token (both written to the audit log as denied)."""
+    cookie = request.cookies.get(auth.COOKIE)
+    if not auth.valid_session(ctx.settings.admin_token, cookie):
+        _denied(request, ctx, "no dashboard session")
+        return _to_login(request)
+    if not auth.valid_csrf(ctx.settings.admin_token, cookie, csrf):
+        _denied(request, ctx, "the form's CSRF token is missing or wrong")
+        return HTMLResponse("expected the form's CSRF token; reload the page", status_code=403)
+    return audit.actor(request, ctx.settings.admin_token, dashboard=True)
+
+
+def _denied(request: Request, ctx, why: str) -> None:  # type: ignore[no-untyped-def]
+    skipped = ctx.denied.admit()
+    if skipped is not None:
+        who = audit.actor(request, ctx.settings.admin_token, dashboard=True, authenticated=False)
+        more = f" ({skipped} more denied requests were not logged)" if skipped else ""
+        audit.write(ctx.engine, who, "dashboard.auth", f"{request.method} {request.url.path}"[:128], why + more, "denied")
+
+
 # --- login ---------------------------------------------------------------------------------------------
 
 
@@ -75,9 +112,11 @@ def login_page(request: Request, next: str | None = None) -> HTMLResponse:  # no
 @router.post("/login")
 def login(request: Request, ctx: ContextDep, token: Annotated[str, Form()], next: Annotated[str, Form()] = "/dashboard") -> Response:  # noqa: A002
     if not tokens_equal(token, ctx.settings.admin_token):
+        _denied(request, ctx, "login with a wrong admin token")
         response = _render(request, "login.html", next=_safe_next(next), error="That is not the admin token.")
         response.status_code = 401
         return response
+    audit.write(ctx.engine, audit.actor(request, ctx.settings.admin_token, dashboard=True), "dashboard.login")
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         auth.COOKIE, auth.new_session(ctx.settings.admin_token), max_age=auth.LIFETIME_S, httponly=True,
@@ -96,53 +135,70 @@ def logout() -> Response:
 # --- overview ------------------------------------------------------------------------------------------
 
 
-def _overview(request: Request, ctx, name: str, message: str = "") -> Response:  # type: ignore[no-untyped-def]
+def _overview(request: Request, ctx, name: str, r: Range, message: str = "") -> Response:  # type: ignore[no-untyped-def]
     viewer = _viewer(request, ctx)
     if viewer is None:
         return _to_login(request)
     ctx.checkins.flush(ctx.engine)
     with Session(ctx.engine) as session:
-        data = views.overview(session, ctx.policy.get(), ctx.settings.poll_interval)
+        data = views.overview(session, ctx.policy.get(), ctx.settings.poll_interval, r)
     return _render(request, name, viewer=viewer, o=data, message=message)
 
 
 @router.get("")
-def overview_page(request: Request, ctx: ContextDep) -> Response:
-    return _overview(request, ctx, "overview.html")
+def overview_page(request: Request, ctx: ContextDep, range: Range = Range.HOUR) -> Response:  # noqa: A002
+    return _overview(request, ctx, "overview.html", range)
 
 
 @router.get("/fragments/overview")
-def overview_fragment(request: Request, ctx: ContextDep) -> Response:
-    return _overview(request, ctx, "_overview.html")
+def overview_fragment(request: Request, ctx: ContextDep, range: Range = Range.HOUR) -> Response:  # noqa: A002
+    return _overview(request, ctx, "_overview.html", range)
+
+
+def _safe_back(target: str) -> str:
+    """Where an action's form returns to: a dashboard path, nothing else."""
+    return target if target.startswith("/dashboard") and "//" not in target and "\\" not in target else "/dashboard"
 
 
 @router.post("/rollouts/{rollout_id}/{action}")
 def rollout_action(
     request: Request, ctx: ContextDep, rollout_id: RowId, action: Literal["pause", "resume", "abort"],
-    csrf: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "", back: Annotated[str, Form(max_length=300)] = "/dashboard",
 ) -> Response:
-    cookie = request.cookies.get(auth.COOKIE)
-    if not auth.valid_session(ctx.settings.admin_token, cookie):
-        return _to_login(request)
-    if not auth.valid_csrf(ctx.settings.admin_token, cookie, csrf):
-        return HTMLResponse("expected the form's CSRF token; reload the page", status_code=403)
+    who = acting(request, ctx, csrf)
+    if isinstance(who, Response):
+        return who
     message = ""
     with Session(ctx.engine) as session:
         try:
-            service.act(session, rollout_id, action)
+            ro = service.act(session, rollout_id, action)
             message = f"rollout {rollout_id}: {action} done"
+            audit.write(ctx.engine, who, f"rollout.{action}", f"rollout {rollout_id}: {ro.version} on {ro.channel}")
         except OtamlError as e:
             message = str(e)
+            audit.write(ctx.engine, who, f"rollout.{action}", f"rollout {rollout_id}", message, "refused")
     ctx.policy.invalidate()
+    back = _safe_back(back)
     if not request.headers.get("hx-request"):
-        return RedirectResponse("/dashboard", status_code=303)
-    return _overview(request, ctx, "_overview.html", message)
+        return RedirectResponse(back, status_code=303)
+    if back != "/dashboard":
+        return Response(headers={"HX-Redirect": back})  # another page: htmx loads it afresh
+    return _overview(request, ctx, "_overview.html", Range.HOUR, message)
 
 
 # --- devices -------------------------------------------------------------------------------------------
 
 
-def _filter(q, version, channel, tag, state, seen, drift) -> DeviceFilter:  # type: ignore[no-untyped-def]
+# The device table's health filter: one choice, one condition (fleet/search.py).
+HEALTH = {
+    "weak_signal": ("signal below -75 dBm", {"rssi_below": -75}),
+    "low_heap": ("heap low-water under 20 KB", {"min_free_heap_below": 20 * 1024}),
+    "crashed": ("last reset was a crash", {"reset_reason": "crash"}),
+    "restarted": ("restarted in the last hour", {"uptime_below": 3600}),
+}
+
+
+def _filter(q, version, channel, tag, state, seen, drift, health="", reset="") -> DeviceFilter:  # type: ignore[no-untyped-def]
     seen_within = not_seen_within = None
     if seen == "online":
         seen_within = 180
@@ -150,20 +206,28 @@ def _filter(q, version, channel, tag, state, seen, drift) -> DeviceFilter:  # ty
         seen_within = 3600
     elif seen == "stale":
         not_seen_within = 3600
-    return DeviceFilter(q or None, version or None, channel or None, tag or None, state or None, seen_within,
-                        not_seen_within, Drift(drift) if drift else None)
+    f = DeviceFilter(q or None, version or None, channel or None, tag or None, state or None, seen_within,
+                     not_seen_within, Drift(drift) if drift else None)
+    for name, value in HEALTH.get(health, ("", {}))[1].items():
+        setattr(f, name, value)
+    if reset:
+        f.reset_reason = reset
+    return f
 
 
-def _devices(request: Request, ctx, name: str, f: DeviceFilter, page: int, seen: str) -> Response:  # type: ignore[no-untyped-def]
+def _devices(request: Request, ctx, name: str, f: DeviceFilter, page: int, seen: str, message: str = "",  # type: ignore[no-untyped-def]
+             health: str = "") -> Response:
     viewer = _viewer(request, ctx)
     if viewer is None:
         return _to_login(request)
     ctx.checkins.flush(ctx.engine)
     with Session(ctx.engine) as session:
         data = views.device_table(session, ctx.policy.get(), f, page)
-    query = {k: v for k, v in request.query_params.items() if k != "page" and v}
-    return _render(request, name, viewer=viewer, d=data, seen=seen, query=urlencode(query),
-                   states=["confirmed", "rolled_back", "rejected", "download_failed", "booted", "installed"])
+    query = {k: v for k, v in request.query_params.items() if k not in ("page", "message") and v}
+    return _render(request, name, viewer=viewer, d=data, seen=seen, query=urlencode(query), message=message, health=health,
+                   healths=HEALTH, resets=[r.value for r in ResetReason],
+                   states=["confirmed", "rolled_back", "rejected", "download_started", "download_progress", "download_failed",
+                           "booted", "installed"])
 
 
 
@@ -176,22 +240,67 @@ TagQ = Tag | Literal[""]
 StateQ = EventKind | Literal[""]
 SeenQ = Literal["", "online", "1h", "stale"]
 DriftQ = Literal["", "any", "firmware", "config"]
+HealthQ = Literal["", "weak_signal", "low_heap", "crashed", "restarted"]
+ResetQ = ResetReason | Literal[""]
 Page = Annotated[int, Query(ge=1, le=1_000_000)]
+Message = Annotated[str, Query(max_length=300)]  # what the last action did (shown escaped)
 
 
 @router.get("/devices")
 def devices_page(request: Request, ctx: ContextDep, q: Q = "", version: VersionQ = "", channel: ChannelQ = "", tag: TagQ = "",
-                 state: StateQ = "", seen: SeenQ = "", drift: DriftQ = "", page: Page = 1) -> Response:
-    return _devices(request, ctx, "devices.html", _filter(q, version, channel, tag, state, seen, drift), page, seen)
+                 state: StateQ = "", seen: SeenQ = "", drift: DriftQ = "", health: HealthQ = "", reset: ResetQ = "",
+                 page: Page = 1, message: Message = "") -> Response:
+    f = _filter(q, version, channel, tag, state, seen, drift, health, reset)
+    return _devices(request, ctx, "devices.html", f, page, seen, message, health=health)
 
 
 @router.get("/fragments/devices")
 def devices_fragment(request: Request, ctx: ContextDep, q: Q = "", version: VersionQ = "", channel: ChannelQ = "", tag: TagQ = "",
-                     state: StateQ = "", seen: SeenQ = "", drift: DriftQ = "", page: Page = 1) -> Response:
-    return _devices(request, ctx, "_devices.html", _filter(q, version, channel, tag, state, seen, drift), page, seen)
+                     state: StateQ = "", seen: SeenQ = "", drift: DriftQ = "", health: HealthQ = "", reset: ResetQ = "",
+                     page: Page = 1, message: Message = "") -> Response:
+    f = _filter(q, version, channel, tag, state, seen, drift, health, reset)
+    return _devices(request, ctx, "_devices.html", f, page, seen, message, health=health)
 
 
-def _device(request: Request, ctx, device_id: str, name: str) -> Response:  # type: ignore[no-untyped-def]
+@router.post("/devices/bulk")
+def devices_bulk(
+    request: Request, ctx: ContextDep, csrf: Annotated[str, Form()] = "",
+    action: Annotated[str, Form(max_length=16)] = "", value: Annotated[str, Form(max_length=64)] = "",
+    device: Annotated[list[str] | None, Form(max_length=bulk.MAX_BULK)] = None,
+    back: Annotated[str, Form(max_length=1000)] = "/dashboard/devices",
+) -> Response:
+    """The device table's bulk form: the checked devices get a tag, a pin or a hold (all or nothing)."""
+    who = acting(request, ctx, csrf)
+    if isinstance(who, Response):
+        return who
+    spec: dict[str, object] = {"device_ids": device or [], "action": action}
+    if action in ("tag", "untag"):
+        spec["tag"] = value
+    elif action == "pin":
+        spec["version"] = value
+    try:
+        change = bulk.BulkChange.model_validate(spec)
+    except ValidationError as e:
+        message = f"nothing changed: {validation_message(list(e.errors()))}"
+        audit.write(ctx.engine, who, f"device.bulk_{action[:16] or 'none'}", f"{len(device or [])} devices", message, "refused")
+    else:
+        with Session(ctx.engine) as session:
+            try:
+                if change.action == "pin":
+                    ctx.checkins.flush(ctx.engine)
+                result = bulk.apply(session, change)
+                message = f"{result.action}: {result.changed} devices changed"
+                audit.write(ctx.engine, who, f"device.bulk_{change.action}", f"{result.changed} devices", bulk.describe(change))
+            except OtamlError as e:
+                message = f"nothing changed: {e}"
+                audit.write(ctx.engine, who, f"device.bulk_{change.action}", f"{len(change.device_ids)} devices", str(e), "refused")
+        ctx.policy.invalidate()
+    target = _safe_back(back)
+    sep = "&" if "?" in target else "?"
+    return RedirectResponse(f"{target}{sep}{urlencode({'message': message[:300]})}", status_code=303)
+
+
+def _device(request: Request, ctx, device_id: str, name: str, r: Range = Range.DAY) -> Response:  # type: ignore[no-untyped-def]
     viewer = _viewer(request, ctx)
     if viewer is None:
         return _to_login(request)
@@ -203,7 +312,7 @@ def _device(request: Request, ctx, device_id: str, name: str) -> Response:  # ty
             response = _render(request, "missing.html", viewer=viewer, what=f"device {device_id}")
             response.status_code = 404
             return response
-        data = views.device_detail(session, ctx.policy.get(), device)
+        data = views.device_detail(session, ctx.policy.get(), device, r)
     return _render(request, name, viewer=viewer, x=data)
 
 
@@ -211,18 +320,18 @@ def _device(request: Request, ctx, device_id: str, name: str) -> Response:  # ty
 def accept_device(request: Request, ctx: ContextDep, device_id: str, csrf: Annotated[str, Form()] = "",
                   from_: Annotated[str, Query(alias="from")] = "") -> Response:
     """Accept a claimed device waiting for approval (as `release device accept`)."""
-    cookie = request.cookies.get(auth.COOKIE)
-    if not auth.valid_session(ctx.settings.admin_token, cookie):
-        return _to_login(request)
-    if not auth.valid_csrf(ctx.settings.admin_token, cookie, csrf):
-        return HTMLResponse("expected the form's CSRF token; reload the page", status_code=403)
+    who = acting(request, ctx, csrf)
+    if isinstance(who, Response):
+        return who
     if DEVICE_ID.ok(device_id):
         with Session(ctx.engine) as session:
             try:
                 credentials.set_status(session, device_id, DeviceStatus.ACTIVE)
                 session.commit()
-            except OtamlError:
+                audit.write(ctx.engine, who, "device.accept", f"device {device_id}")
+            except OtamlError as e:
                 session.rollback()  # not pending (any more): the page shows its state
+                audit.write(ctx.engine, who, "device.accept", f"device {device_id}", str(e), "refused")
         ctx.tokens.forget(device_id)
     if request.headers.get("hx-request"):
         return _devices(request, ctx, "_devices.html", _filter("", "", "", "", "", "", ""), 1, "")
@@ -230,11 +339,14 @@ def accept_device(request: Request, ctx: ContextDep, device_id: str, csrf: Annot
     return RedirectResponse(target, status_code=303)
 
 
+DeviceRange = Literal[Range.DAY, Range.WEEK]  # per-device history is kept per hour
+
+
 @router.get("/devices/{device_id}")
-def device_page(request: Request, ctx: ContextDep, device_id: str) -> Response:
-    return _device(request, ctx, device_id, "device.html")
+def device_page(request: Request, ctx: ContextDep, device_id: str, range: DeviceRange = Range.DAY) -> Response:  # noqa: A002
+    return _device(request, ctx, device_id, "device.html", range)
 
 
 @router.get("/fragments/devices/{device_id}")
-def device_fragment(request: Request, ctx: ContextDep, device_id: str) -> Response:
-    return _device(request, ctx, device_id, "_device.html")
+def device_fragment(request: Request, ctx: ContextDep, device_id: str, range: DeviceRange = Range.DAY) -> Response:  # noqa: A002
+    return _device(request, ctx, device_id, "_device.html", range)

@@ -9,8 +9,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import desc
 from sqlmodel import Session, col, func, select
 
+from otaml.dashboard import timecharts
 from otaml.dashboard.charts import Bar, bar_chart
 from otaml.fleet import stored
+from otaml.fleet.attempts import Attempt, group
+from otaml.fleet.insight import FleetHistory, Range, Series, device_history, fleet_history
 from otaml.fleet.search import DeviceFilter, search
 from otaml.fleet.twins import Drift, device_state, drift_condition
 from otaml.models import (
@@ -58,11 +61,32 @@ class Overview:
     versions: list[tuple[str, int]]
     rollouts: list[RolloutPublic]
     channels: list[ChannelRow]
-    recent: list[DeviceEvent]
+    recent: list[Attempt]  # the latest update attempts, one row each
     online_window_s: int
+    range: Range = Range.HOUR
+    charts: dict[str, str] = field(default_factory=dict)
 
 
-def overview(session: Session, policy: FleetPolicy, poll_interval: int) -> Overview:
+def history_charts(h: FleetHistory, *, versions: bool = True) -> dict[str, str]:
+    """The history charts of the overview and the release page."""
+    charts = {
+        "checkins": timecharts.time_chart(h.checkins, title="Polls", testid="chart-polls"),
+        "devices": timecharts.time_chart(h.devices, title="Devices checking in", testid="chart-online"),
+        "outcomes": timecharts.time_chart(h.outcomes, title="Update events", testid="chart-outcomes"),
+        "class_rates": timecharts.time_chart(h.class_rates, title="Predictions per class", stacked=True, percent=True,
+                                             testid="chart-classes"),
+        "latency": timecharts.time_chart(h.latency, title="Mean inference latency", unit=" us", testid="chart-latency"),
+    }
+    if versions:
+        charts["versions"] = timecharts.time_chart(h.versions, title="Devices per version", stacked=True, testid="chart-versions")
+    return charts
+
+
+RECENT_EVENTS = 400  # grouped into attempts; the overview shows the newest RECENT_ATTEMPTS
+RECENT_ATTEMPTS = 12
+
+
+def overview(session: Session, policy: FleetPolicy, poll_interval: int, r: Range = Range.HOUR) -> Overview:
     now = datetime.now(UTC)
     window = 3 * poll_interval
     total = session.exec(select(func.count()).select_from(Device)).one()
@@ -91,12 +115,14 @@ def overview(session: Session, policy: FleetPolicy, poll_interval: int) -> Overv
         expires = _utc(m.expires)
         channels.append(ChannelRow(name, release.version if release else "?", m.manifest_version, expires, expires - now < EXPIRY_WARNING))
 
-    recent = session.exec(select(DeviceEvent).order_by(DeviceEvent.id.desc()).limit(12)).all()  # type: ignore[union-attr]
+    recent = session.exec(select(DeviceEvent).order_by(DeviceEvent.id.desc()).limit(RECENT_EVENTS)).all()  # type: ignore[union-attr]
+
     return Overview(
         devices=total, online=online, never_seen=never, firmware_drift=fw, config_drift=cfg,
         version_chart=bar_chart(bars, title="Devices per running version"), versions=versions,
-        rollouts=[service.public(session, r) for r in active_first], channels=sorted(channels, key=lambda c: c.name),
-        recent=list(recent), online_window_s=window,
+        rollouts=[service.public(session, ro) for ro in active_first], channels=sorted(channels, key=lambda c: c.name),
+        recent=group(recent)[:RECENT_ATTEMPTS], online_window_s=window, range=r,
+        charts=history_charts(fleet_history(session, r)),
     )
 
 
@@ -135,14 +161,34 @@ class DeviceDetail:
     events: list[DeviceEvent]
     counters_chart: str
     counters: dict[str, int]
+    attempts: list[Attempt] = field(default_factory=list)
+    range: Range = Range.DAY
+    charts: dict[str, str] = field(default_factory=dict)
     status: str = DeviceStatus.ACTIVE
 
 
-def device_detail(session: Session, policy: FleetPolicy, device: Device) -> DeviceDetail:
+def device_detail(session: Session, policy: FleetPolicy, device: Device, r: Range = Range.DAY) -> DeviceDetail:
     events = session.exec(
-        select(DeviceEvent).where(DeviceEvent.device_id == device.device_id).order_by(DeviceEvent.id.desc()).limit(50)  # type: ignore[union-attr]
+        select(DeviceEvent).where(DeviceEvent.device_id == device.device_id).order_by(DeviceEvent.id.desc()).limit(200)  # type: ignore[union-attr]
     ).all()
     counters = stored.counts(device.ml_counters, "ml_counters") or {}
     chart = bar_chart([Bar(k, v) for k, v in counters.items()], title="Predictions per class since boot")
-    status = _statuses(session, [device.device_id]).get(device.device_id, DeviceStatus.ACTIVE)
-    return DeviceDetail(device, stored.tags(device.tags), device_state(policy, device), list(events), chart, counters, status)
+    h = device_history(session, device.device_id, r)
+    charts = {
+        "class_rates": timecharts.time_chart(h.class_rates, title="Predictions per class (per hour)", stacked=True, percent=True,
+                                             testid="device-chart-classes"),
+        "latency": timecharts.time_chart(h.latency, title="Mean inference latency", unit=" us", testid="device-chart-latency"),
+        "rssi": _rssi_chart(h.rssi),
+        "heap": timecharts.time_chart(h.heap, title="Heap (bytes)", testid="device-chart-heap"),
+        "checkins": timecharts.time_chart(h.checkins, title="Check-ins per hour", testid="device-chart-checkins"),
+    }
+    return DeviceDetail(device, stored.tags(device.tags), device_state(policy, device), list(events[:50]), chart, counters,
+                        group(events), r, charts,
+                        _statuses(session, [device.device_id]).get(device.device_id, DeviceStatus.ACTIVE))
+
+
+def _rssi_chart(series: Series) -> str:
+    """RSSI is negative (dBm); drawn as signal above the floor of -100 dBm so a stronger signal is higher."""
+    shifted = Series(series.resolution, series.starts,
+                     {"signal above -100 dBm": [None if v is None else max(v + 100, 0) for v in series.lines["rssi"]]})
+    return timecharts.time_chart(shifted, title="Wi-Fi signal (dB above -100 dBm)", unit=" dB", testid="device-chart-rssi")

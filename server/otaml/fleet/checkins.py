@@ -9,6 +9,10 @@ One device cannot stop another's check-ins: a batch the database refuses is writ
 row, and a row it still refuses is dropped (one log line, counted in ``dropped``, shown by /api/info).
 Only a database that cannot be reached at all puts the batch back for the next flush. Every value is
 validated when the poll is answered (releases/polling.py), so a drop means a gap in that validation.
+
+The same transaction adds the batch to the fleet history (fleet/history.py). ``record`` also counts the
+polls per device between flushes (one dict update under the lock it already takes), so the history has
+every poll, not only the newest report of each device; the totals are plain ints for /metrics.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from otaml.fleet import history
 from otaml.models import Device
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,11 @@ class Checkin:
     ml_latency_us: int | None = None
     config_revision: int | None = None
     reported_config: str | None = None  # JSON object, property -> value
+    rssi: int | None = None
+    free_heap: int | None = None
+    min_free_heap: int | None = None
+    uptime_s: int | None = None
+    reset_reason: str | None = None
 
 
 class CheckinBuffer:
@@ -51,11 +61,14 @@ class CheckinBuffer:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._pending: dict[str, Checkin] = {}
+        self._polls: dict[str, int] = {}  # polls per device since the last flush
         self.dropped = 0  # check-ins the database refused even alone
+        self.written = 0  # check-ins stored (one per device per flush: the newest report)
 
     def record(self, checkin: Checkin) -> None:
         with self._lock:
             self._pending[checkin.device_id] = checkin
+            self._polls[checkin.device_id] = self._polls.get(checkin.device_id, 0) + 1
 
     def flush(self, engine: Engine) -> int:
         """Write pending check-ins; returns how many were stored. A refused batch is retried row by row
@@ -64,24 +77,27 @@ class CheckinBuffer:
         with self._flush_lock:
             with self._lock:
                 batch, self._pending = self._pending, {}
+                polls, self._polls = self._polls, {}
             if not batch:
                 return 0
             items = list(batch.values())
             try:
-                _write(engine, items)
+                _write(engine, items, polls)
+                self.written += len(items)
                 return len(items)
             except TRANSIENT:
-                self._put_back(items)
+                self._put_back(items, polls)
                 raise
             except Exception as e:  # some row does not fit its column: find it, keep the others
                 log.warning("a batch of %d check-ins was refused (%s); writing them one by one", len(items), _short(e))
             written = 0
             for i, checkin in enumerate(items):
                 try:
-                    _write(engine, [checkin])
+                    _write(engine, [checkin], polls)
                     written += 1
+                    self.written += 1
                 except TRANSIENT:
-                    self._put_back(items[i:])
+                    self._put_back(items[i:], polls)
                     raise
                 except Exception as e:
                     self.dropped += 1
@@ -92,17 +108,18 @@ class CheckinBuffer:
         with self._lock:
             return len(self._pending)
 
-    def _put_back(self, items: list[Checkin]) -> None:
+    def _put_back(self, items: list[Checkin], polls: dict[str, int]) -> None:
         with self._lock:
             for c in items:
                 self._pending.setdefault(c.device_id, c)
+                self._polls[c.device_id] = self._polls.get(c.device_id, 0) + polls.get(c.device_id, 0)
 
 
 def _short(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
 
 
-def _write(engine: Engine, items: list[Checkin]) -> None:
+def _write(engine: Engine, items: list[Checkin], polls: dict[str, int]) -> None:
     rows = [{**asdict(c), "b_device_id": c.device_id} for c in items]
     # Several server processes flush into one database: a report older than the stored one (it
     # reached another process later) must not overwrite it.
@@ -113,7 +130,13 @@ def _write(engine: Engine, items: list[Checkin]) -> None:
         .values(**{name: bindparam(name) for name in _REPORTED})
     )
     with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            # Take the write lock before reading: another process's flush must not read the same
+            # previous reports in between (PostgreSQL: the row locks of lock_prior).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        prior = history.lock_prior(conn, [c.device_id for c in items])  # before the rows change
         conn.execute(stmt.execution_options(synchronize_session=False), rows)
+        history.record_checkins(conn, items, prior, polls)
 
 
 # Every Checkin field but the key is a Device column of the same name.

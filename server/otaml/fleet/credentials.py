@@ -21,6 +21,7 @@ from otaml.models import (
     Device,
     DeviceCredentials,
     DeviceEvent,
+    DeviceHistory,
     DeviceStatus,
     utcnow,
 )
@@ -118,6 +119,7 @@ def remove(session: Session, device_id: str) -> None:
     session.delete(device)
     session.exec(delete(DeviceCredentials).where(col(DeviceCredentials.device_id) == device_id))  # type: ignore[call-overload]
     session.exec(delete(DeviceEvent).where(col(DeviceEvent.device_id) == device_id))  # type: ignore[call-overload]
+    session.exec(delete(DeviceHistory).where(col(DeviceHistory.device_id) == device_id))  # type: ignore[call-overload]
     bump_credentials(session)
 
 

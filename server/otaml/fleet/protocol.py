@@ -19,6 +19,12 @@ H_ML_LATENCY_US = "X-Otaml-Ml-Latency-Us"  # last inference latency
 H_CONFIG_REVISION = "X-Otaml-Config-Revision"  # revision of the config document applied (0: none yet)
 H_CONFIG_APPLIED = "X-Otaml-Config-Applied"  # properties the device runs: "alert_threshold=80,ml_interval_ms=200"
 H_KEYSET_VERSION = "X-Otaml-Keyset-Version"  # version of the key set the device verifies manifests with (0: built in)
+# Device health (optional): Wi-Fi signal, heap, uptime and why the device last reset.
+H_RSSI = "X-Otaml-Rssi"  # dBm of the access point (wifi_ap_record_t.rssi), -128..127
+H_FREE_HEAP = "X-Otaml-Free-Heap"  # bytes, esp_get_free_heap_size()
+H_MIN_FREE_HEAP = "X-Otaml-Min-Free-Heap"  # bytes, esp_get_minimum_free_heap_size(): the low-water mark since boot
+H_UPTIME_S = "X-Otaml-Uptime-S"  # seconds since boot (esp_timer_get_time() / 1e6)
+H_RESET_REASON = "X-Otaml-Reset-Reason"  # esp_reset_reason(), see ResetReason
 # Device auth is `Authorization: Bearer <device token>`.
 
 # Response headers.
@@ -43,8 +49,30 @@ class OtaState(StrEnum):
     UNDEFINED = "undefined"
 
 
+class ResetReason(StrEnum):
+    """ESP-IDF's esp_reset_reason_t (esp_system.h), lower-cased without the ESP_RST_ prefix."""
+
+    UNKNOWN = "unknown"
+    POWERON = "poweron"
+    EXT = "ext"
+    SW = "sw"
+    PANIC = "panic"
+    INT_WDT = "int_wdt"
+    TASK_WDT = "task_wdt"
+    WDT = "wdt"
+    DEEPSLEEP = "deepsleep"
+    BROWNOUT = "brownout"
+    SDIO = "sdio"
+    USB = "usb"
+    JTAG = "jtag"
+    EFUSE = "efuse"
+    PWR_GLITCH = "pwr_glitch"
+    CPU_LOCKUP = "cpu_lockup"
+
+
 class EventKind(StrEnum):
     DOWNLOAD_STARTED = "download_started"
+    DOWNLOAD_PROGRESS = "download_progress"  # a fixed fraction of the image is in flash (detail: "50%")
     DOWNLOAD_FAILED = "download_failed"  # transport error; the device retries (resuming) next poll
     VERIFIED = "verified"  # hash and size match; the boot slot is about to switch
     INSTALLED = "installed"  # boot slot switched, rebooting

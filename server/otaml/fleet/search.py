@@ -9,10 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, func, select
 
+from otaml.fleet.protocol import ResetReason
 from otaml.fleet.twins import Drift, drift_condition
 from otaml.fleet.tags import has_tag
 from otaml.models import Device
 from otaml.rollouts.policy import FleetPolicy
+
+
+# Resets that mean the firmware or the hardware is in trouble (not a power cycle or an update's restart).
+CRASHES = [r.value for r in (ResetReason.PANIC, ResetReason.INT_WDT, ResetReason.TASK_WDT, ResetReason.WDT,
+                             ResetReason.BROWNOUT, ResetReason.CPU_LOCKUP, ResetReason.PWR_GLITCH)]
 
 
 @dataclass
@@ -25,6 +31,11 @@ class DeviceFilter:
     seen_within: int | None = None  # seconds
     not_seen_within: int | None = None
     drift: Drift | None = None
+    # Device health (check-in headers).
+    rssi_below: int | None = None  # dBm: weaker signal than this
+    min_free_heap_below: int | None = None  # bytes: the heap's low-water mark went under this
+    reset_reason: str | None = None  # last reset reason, or "crash": panic, watchdogs, brownout, lockup
+    uptime_below: int | None = None  # seconds: restarted recently
 
     def conditions(self, session: Session, policy: FleetPolicy) -> list:  # type: ignore[type-arg]
         now = datetime.now(UTC)
@@ -46,6 +57,16 @@ class DeviceFilter:
             conds.append((Device.last_seen.is_(None)) | (Device.last_seen < cutoff))  # type: ignore[union-attr, operator]
         if self.drift:
             conds.append(drift_condition(session, policy, self.drift))
+        if self.rssi_below is not None:
+            conds.append(Device.rssi < self.rssi_below)  # type: ignore[operator]
+        if self.min_free_heap_below is not None:
+            conds.append(Device.min_free_heap < self.min_free_heap_below)  # type: ignore[operator]
+        if self.reset_reason == "crash":
+            conds.append(Device.reset_reason.in_(CRASHES))  # type: ignore[union-attr]
+        elif self.reset_reason:
+            conds.append(Device.reset_reason == self.reset_reason)
+        if self.uptime_below is not None:
+            conds.append(Device.uptime_s < self.uptime_below)  # type: ignore[operator]
         return conds
 
 

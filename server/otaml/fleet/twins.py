@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from otaml.fleet import stored
 from otaml.models import Device, DeviceState, RolloutState
-from otaml.rollouts.policy import FleetPolicy
+from otaml.rollouts.policy import FleetPolicy, newer
 from otaml.rollouts.progress import narrowed_by, rolled_back_devices
 
 
@@ -49,18 +49,25 @@ def device_state(policy: FleetPolicy, device: Device) -> DeviceState:
 
 
 def _desired_version_sql(policy: FleetPolicy, channel: str, baseline: str | None):  # type: ignore[no-untyped-def]
+    """FleetPolicy.choose in SQL: pin, hold, a staged version the device runs unless what it would be
+    offered (the rollout in its ring, else the baseline) is newer, the rollout, the baseline."""
     whens = [
         (Device.pin_version.is_not(None), Device.pin_version),  # type: ignore[union-attr]
         (Device.hold == True, Device.version),  # noqa: E712
     ]
     staged = [v for (c, v) in policy.staged if c == channel]
-    if staged:
-        whens.append((Device.version.in_(staged), Device.version))  # type: ignore[union-attr]
     rollout = policy.rollouts.get(channel)
     if rollout is not None and rollout.state == RolloutState.RUNNING:
         conds = [Device.bucket < rollout.bound, *narrowed_by(rollout.tags, rollout.devices)]
         conds.append(Device.device_id.not_in(rolled_back_devices(rollout.version)))  # type: ignore[attr-defined]
-        whens.append((and_(*conds), rollout.version))
+        in_rollout = and_(*conds)
+        keep = [v for v in staged if not newer(rollout.version, v)]
+        if keep:
+            whens.append((and_(in_rollout, Device.version.in_(keep)), Device.version))  # type: ignore[union-attr]
+        whens.append((in_rollout, rollout.version))
+    keep = [v for v in staged if not newer(baseline, v)]
+    if keep:
+        whens.append((Device.version.in_(keep), Device.version))  # type: ignore[union-attr]
     return case(*whens, else_=baseline)
 
 

@@ -23,8 +23,13 @@ _CLASS_PARAMS = {
 }
 
 
-def generate(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """n samples (float32, shape [n, 5]) and their class indices, reproducible from seed."""
+def generate(n: int, seed: int, gain: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """n samples (float32, shape [n, 5]) and their class indices, reproducible from seed.
+
+    ``gain`` scales features as a miscalibrated instrument reads them (a plate-voltage divider built
+    with the wrong resistor, reading 20 % high: {"plate_voltage": 1.2}). A model trained on such data
+    is consistent with itself (its card's golden inputs, taken from the same bench, reproduce) and
+    wrong about correctly calibrated devices in the field."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, len(LABELS), size=n)
     x = np.empty((n, len(FEATURES)), dtype=np.float32)
@@ -33,4 +38,6 @@ def generate(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         idx = np.flatnonzero(y == k)
         x[idx] = rng.normal(mean, spread, size=(idx.size, len(FEATURES))).astype(np.float32)
     x[:, 3] = np.abs(x[:, 3])  # THD cannot be negative
+    for name, factor in (gain or {}).items():
+        x[:, FEATURES.index(name)] *= np.float32(factor)
     return x, y.astype(np.int32)

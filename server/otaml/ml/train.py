@@ -31,14 +31,15 @@ def _split(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np
     return order[:a], order[a:b], order[b:]
 
 
-def train(out: Path, *, seed: int = 7, samples: int = 12000, epochs: int = 25, model_version: str = "1") -> ModelCard:
+def train(out: Path, *, seed: int = 7, samples: int = 12000, epochs: int = 25, model_version: str = "1",
+          gain: dict[str, float] | None = None) -> ModelCard:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
-    x, y = dataset.generate(samples, seed)
+    x, y = dataset.generate(samples, seed, gain)
     train_idx, val_idx, hold_idx = _split(samples, np.random.default_rng(seed + 1))
     mean = x[train_idx].mean(axis=0).astype(np.float32)
     std = x[train_idx].std(axis=0).astype(np.float32)
@@ -78,7 +79,8 @@ def train(out: Path, *, seed: int = 7, samples: int = 12000, epochs: int = 25, m
         sha256=hashlib.sha256(tflite).hexdigest(), accuracy={}, holdout_size=len(hold_idx),
         golden=[Golden(input=[0.0] * 5, input_int8=[0] * 5, output_int8=[0] * 4, label="healthy")],
         training={"seed": seed, "samples": samples, "epochs": epochs, "arena_measured_host": arena_host,
-                  "tensorflow": tf.__version__},
+                  "tensorflow": tf.__version__,
+                  **({"bench_gain": ", ".join(f"{k} x{v:g}" for k, v in gain.items())} if gain else {})},
     )
     q_hold = quantize_input(card, x[hold_idx])
     int8_out = tflm.invoke_many(tflite, arena, q_hold)
@@ -140,14 +142,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=12000)
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--model-version", default="1")
+    ap.add_argument("--bench-gain", action="append", default=[], metavar="FEATURE=FACTOR",
+                    help="Train on data from a bench whose instrument reads FEATURE times FACTOR (e.g. plate_voltage=1.2): "
+                         "a model that passes its own golden inputs and sees the field differently (the ML gate's case)")
     args = ap.parse_args(argv)
+    gain = {}
+    for item in args.bench_gain:
+        name, _, factor = item.partition("=")
+        if name not in dataset.FEATURES:
+            print(f"A fatal error occurred: --bench-gain: expected one of {', '.join(dataset.FEATURES)}, got {name!r}", file=sys.stderr)
+            return 2
+        try:
+            gain[name] = float(factor)
+        except ValueError:
+            gain[name] = float("nan")
+        if not 0.1 <= gain[name] <= 10:
+            print(f"A fatal error occurred: --bench-gain {name}: expected a factor from 0.1 to 10, got {factor!r}", file=sys.stderr)
+            return 2
     try:
         import tensorflow  # noqa: F401
     except ImportError:
         print("training needs TensorFlow: pip install -e '.[train]'", file=sys.stderr)
         return 2
     try:
-        card = train(args.out, seed=args.seed, samples=args.samples, epochs=args.epochs, model_version=args.model_version)
+        card = train(args.out, seed=args.seed, samples=args.samples, epochs=args.epochs, model_version=args.model_version,
+                     gain=gain or None)
     except ModelPackageError as e:
         print(f"A fatal error occurred: {e}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from starlette.concurrency import run_in_threadpool
 
 from otaml.core.errors import AuthError, NotFoundError, OtamlError, PendingApprovalError
-from otaml.core.types import CHANNEL, DEVICE_ID, INT32_MAX, INT64_MAX, UINT32_MAX, parse_uint, shown
+from otaml.core.types import CHANNEL, DEVICE_ID, INT32_MAX, INT64_MAX, UINT32_MAX, parse_int, parse_uint, shown
 from otaml.fleet import config
 from otaml.fleet import protocol as p
 from otaml.fleet.checkins import Checkin
@@ -79,6 +79,21 @@ def _counters_header(value: str | None) -> str | None:
     return json.dumps({k: int(v) for k, v in (pair.split("=") for pair in pairs)})
 
 
+def _rssi_header(value: str | None) -> int | None:
+    if value is None:
+        return None
+    number = parse_int(value, -128, 127)
+    if number is None:
+        raise BadCheckinError(f"{p.H_RSSI}: expected dBm from -128 to 127 in ASCII digits, got {shown(value)}")
+    return number
+
+
+def _reset_header(value: str | None) -> str | None:
+    if value is not None and value not in p.ResetReason._value2member_map_:
+        raise BadCheckinError(f"{p.H_RESET_REASON}: expected one of {', '.join(p.ResetReason)}, got {shown(value)}")
+    return value
+
+
 def _config_header(value: str | None) -> str | None:
     if value is None:
         return None
@@ -110,6 +125,11 @@ def checkin_from_headers(h: Mapping[str, str], device_id: str, channel: str) -> 
         ml_latency_us=_int_header(p.H_ML_LATENCY_US, h.get("x-otaml-ml-latency-us"), INT32_MAX),
         config_revision=_int_header(p.H_CONFIG_REVISION, h.get("x-otaml-config-revision"), INT64_MAX),
         reported_config=_config_header(h.get("x-otaml-config-applied")),
+        rssi=_rssi_header(h.get("x-otaml-rssi")),
+        free_heap=_int_header(p.H_FREE_HEAP, h.get("x-otaml-free-heap"), UINT32_MAX),
+        min_free_heap=_int_header(p.H_MIN_FREE_HEAP, h.get("x-otaml-min-free-heap"), UINT32_MAX),
+        uptime_s=_int_header(p.H_UPTIME_S, h.get("x-otaml-uptime-s"), INT64_MAX),
+        reset_reason=_reset_header(h.get("x-otaml-reset-reason")),
     )
 
 

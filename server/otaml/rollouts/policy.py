@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from otaml.core.errors import OtamlError
 from otaml.fleet import config as cfg
 from otaml.fleet import revision, stored
 from otaml.models import ConfigLayer, ConfigScope, Device, Manifest, Release, Rollout, RolloutState
 from otaml.models import ACTIVE_ROLLOUT_STATES
+from otaml.manifest.versions import Version
 from otaml.releases.serving import ServedManifest, served
 from otaml.rollouts import rings
 from otaml.rollouts.progress import rolled_back_devices
@@ -54,6 +56,16 @@ class Choice:
     version: str | None = None
 
 
+def newer(candidate: str | None, running: str) -> bool:
+    """Whether ``candidate`` is a version above ``running`` (False when either is not a version)."""
+    if candidate is None:
+        return False
+    try:
+        return Version.parse(candidate) > Version.parse(running)
+    except OtamlError:
+        return False
+
+
 @dataclass
 class FleetPolicy:
     revision: tuple[int, int] = (0, 0)
@@ -72,16 +84,23 @@ class FleetPolicy:
     def choose(self, channel: str, device_id: str, running: str | None) -> Choice:
         """Which manifest this device is offered. Order: pin, hold, the staged version it already runs
         (so a device that took a rollout's release keeps seeing that manifest, not an older baseline it
-        would refuse as replayed), the rollout, the baseline."""
+        would refuse as replayed) unless the rollout or the baseline now offers a newer one, the
+        rollout, the baseline."""
         pin = self.pins.get(device_id)
         if pin is not None:
             return Choice(self.releases.get((channel, pin)), "pin", pin)
         if device_id in self.holds:
             return Choice(self.releases.get((channel, running or "")), "hold", running)
+        offer = self._offer(channel, device_id)
         if running is not None:
             keep = self.staged.get((channel, running))
-            if keep is not None:
+            # A device on a staged release whose rollout was aborted or halted is not stranded there:
+            # the next rollout, or a newer baseline, reaches it like any other device.
+            if keep is not None and not newer(offer.version, running):
                 return Choice(keep, "staged", running)
+        return offer
+
+    def _offer(self, channel: str, device_id: str) -> Choice:
         rollout = self.rollouts.get(channel)
         if rollout is not None and rollout.offers(device_id, self.device_tags(device_id)):
             return Choice(rollout.manifest, "rollout", rollout.version)

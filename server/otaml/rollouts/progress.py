@@ -14,12 +14,13 @@ from sqlmodel import Session, select
 
 from otaml.fleet.protocol import EventKind, Reason
 from otaml.fleet.tags import has_tag
-from otaml.models import Device, DeviceEvent, RingProgress, Rollout, RolloutState
+from otaml.models import Device, DeviceEvent, MlMeasuresPublic, RingProgress, Rollout, RolloutState
+from otaml.rollouts import mlgate
 from otaml.rollouts import rings as r
 
 SUCCESS = {EventKind.CONFIRMED}
 FAILURE = {EventKind.ROLLED_BACK, EventKind.REJECTED}
-TOOK = {EventKind.DOWNLOAD_STARTED, EventKind.VERIFIED, EventKind.INSTALLED, EventKind.BOOTED}
+TOOK = {EventKind.DOWNLOAD_STARTED, EventKind.DOWNLOAD_PROGRESS, EventKind.VERIFIED, EventKind.INSTALLED, EventKind.BOOTED}
 # A rollback because the device could not reach the server within its confirmation window says nothing
 # certain about the build: the device takes the release again (a bounded number of times, then it
 # refuses it as version_failed_before, which is a failure). manifests/README.md, "The rollback gate".
@@ -175,14 +176,18 @@ def _top(progress: Progress) -> str:
     return ", ".join(f"{n} {why}" for why, n in progress.failure_reasons.most_common(3))
 
 
-def decide(rollout: Rollout, progress: Progress, now: datetime | None = None) -> Decision | None:
+def decide(rollout: Rollout, progress: Progress, now: datetime | None = None,
+           ml: MlMeasuresPublic | None = None) -> Decision | None:
     """The rollout's next state, or None to stay. Pure: every server process that sees the same rows
     decides the same, and the compare-and-set in ``evaluate`` lets exactly one of them write it.
 
     In order: halt on too many failures; halt when the current ring can no longer reach its success
     threshold (or, at the last ring, when the release can no longer get the confirmations it needs to
-    become the baseline); advance once the ring succeeded and soaked. Failures the operator
-    acknowledged by resuming count neither as failures nor against the threshold."""
+    become the baseline); then the ML gate, a step of its own (``ml``: the measures of
+    ``mlgate.measure``): halt when the release's devices diverge from the baseline's beyond the
+    rollout's thresholds, and hold the ring while the gate lacks samples; advance once the ring
+    succeeded and soaked. Failures the operator acknowledged by resuming count neither as failures nor
+    against the threshold."""
     if rollout.state != RolloutState.RUNNING:
         return None
     now = now or datetime.now(UTC)
@@ -231,6 +236,14 @@ def decide(rollout: Rollout, progress: Progress, now: datetime | None = None) ->
                 f"confirmed, {pct:g}% needed ({_top(progress) or 'no device left to confirm'})",
             )
         succeeded = succeeded and confirmed_all > 0 and 100.0 * confirmed_all / counted_all >= pct
+
+    # The ML gate: only after every failure rule, so a build that rolls back is halted for that first.
+    gate = mlgate.judge(rollout, ml)
+    if gate.halt:
+        return Decision(RolloutState.HALTED, stage, gate.halt)
+    if gate.hold:
+        succeeded = False
+
     soaked = now - _as_utc(rollout.stage_started_at) >= timedelta(seconds=rollout.soak_seconds)
     if soaked and succeeded:
         return Decision(RolloutState.DONE, stage) if last else Decision(RolloutState.RUNNING, stage + 1)

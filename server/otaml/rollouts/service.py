@@ -22,8 +22,11 @@ from otaml.models import (
     RolloutCreate,
     RolloutPublic,
     RolloutState,
+    WebhookEvent,
 )
 from otaml.releases.publishing import latest_release, newest_manifest
+from otaml.ops import webhooks
+from otaml.rollouts import mlgate
 from otaml.rollouts.progress import Decision, decide, first_new_bucket, measure
 from otaml.rollouts.rings import entry_bound
 
@@ -36,7 +39,7 @@ def active_rollout(session: Session, channel: str) -> Rollout | None:
     ).first()
 
 
-def _status(rollout: Rollout, offered: list[RingProgress]) -> tuple[str, bool]:
+def _status(rollout: Rollout, offered: list[RingProgress], hold: str = "") -> tuple[str, bool]:
     """One line saying what the state means now, and whether a running rollout needs a look (failures
     in a reached ring: the badge is not a plain green "running")."""
     failed = sum(x.failed for x in offered) - rollout.acknowledged_failures
@@ -57,13 +60,16 @@ def _status(rollout: Rollout, offered: list[RingProgress]) -> tuple[str, bool]:
     if state == RolloutState.DONE:
         return f"done: {sum(x.confirmed for x in offered)} devices confirmed; {rollout.version} is the baseline", False
     warn = f"; {failed} failed so far" if failed > 0 else ""
-    return f"offering ring {rollout.stage} ({ring.devices} devices: {counts}){warn}", failed > 0
+    held = f"; holding: {hold}" if hold else ""
+    return f"offering ring {rollout.stage} ({ring.devices} devices: {counts}){warn}{held}", failed > 0
 
 
 def public(session: Session, rollout: Rollout) -> RolloutPublic:
     progress = measure(session, rollout)
     offered = progress.rings[: rollout.stage + 1]
-    status, attention = _status(rollout, offered)
+    ml = mlgate.measure(session, rollout)
+    hold = mlgate.judge(rollout, ml).hold if rollout.state == RolloutState.RUNNING else ""
+    status, attention = _status(rollout, offered, hold)
     return RolloutPublic.model_validate(
         rollout,
         update={
@@ -73,9 +79,24 @@ def public(session: Session, rollout: Rollout) -> RolloutPublic:
             "pending": sum(x.pending for x in offered),
             "status": status,
             "attention": attention,
+            "ml": ml,
         },
         from_attributes=True,
     )
+
+
+def describe_spec(spec: RolloutCreate) -> str:
+    """A rollout's settings in one line (audit log)."""
+    parts = [f"rings {','.join(map(str, spec.rings))}", f"success {spec.success_pct:g}%"]
+    if spec.tags:
+        parts.append(f"tags {','.join(spec.tags)}")
+    if spec.devices:
+        parts.append(f"{len(spec.devices)} devices")
+    if spec.ml_max_divergence is not None:
+        parts.append(f"ML divergence <= {spec.ml_max_divergence:g}")
+    if spec.ml_max_latency_regression is not None:
+        parts.append(f"ML latency <= +{spec.ml_max_latency_regression:g}%")
+    return "; ".join(parts)
 
 
 def get(session: Session, rollout_id: int) -> Rollout:
@@ -183,13 +204,24 @@ def _next(session: Session, rollout: Rollout, now: datetime) -> tuple[Decision, 
         return None if rollout.state == RolloutState.WAITING else (waiting, [])
     if rollout.state == RolloutState.WAITING:
         return Decision(RolloutState.RUNNING, 0), bounds  # a first device: ring 0 starts (and soaks) now
-    decision = decide(rollout, measure(session, rollout, now, reached=bounds), now)
+    ml = mlgate.measure(session, rollout, now) if mlgate.gated(rollout) else None
+    decision = decide(rollout, measure(session, rollout, now, reached=bounds), now, ml)
     if decision is not None and decision.stage > rollout.stage:
         previous = bounds[-1]
         bounds.append(entry_bound(rollout.rings, decision.stage, previous, first_new_bucket(session, rollout, previous)))
     if decision is None and bounds != list(rollout.bounds):
         decision = Decision(RolloutState.RUNNING, rollout.stage)  # only the ring's bound widened
     return (decision, bounds) if decision is not None else None
+
+
+def _notify(session: Session, rollout: Rollout, decision: Decision, now: datetime) -> None:
+    event = WebhookEvent.ROLLOUT_HALTED if decision.state == RolloutState.HALTED else WebhookEvent.ROLLOUT_DONE
+    data = {"rollout": {"id": rollout.id, "channel": rollout.channel, "version": rollout.version, "state": decision.state.value,
+                        "ring": decision.stage, "rings": list(rollout.rings), "halt_reason": decision.halt_reason,
+                        "started_at": rollout.started_at.isoformat()}}
+    # Only the process whose compare-and-set won gets here, so the key needs no dedupe across processes;
+    # it carries the time because a rollout resumed after a halt can halt again and is owed another post.
+    webhooks.enqueue(session, event, f"{rollout.id}:{decision.stage}:{now.timestamp():.3f}", data, now)
 
 
 def evaluate(engine: Engine, on_done: Callable[[Release], None] | None = None) -> list[str]:
@@ -223,6 +255,8 @@ def evaluate(engine: Engine, on_done: Callable[[Release], None] | None = None) -
             if decision.state == RolloutState.DONE and release is not None:
                 release.staged = False  # promoted: the channel's baseline from now on
                 session.add(release)
+            if decision.state in (RolloutState.HALTED, RolloutState.DONE) and decision.state != was[0]:
+                _notify(session, rollout, decision, now)  # same transaction: only the winner of the CAS owes it
             bump_policy(session)
             session.commit()
             if (decision.state, decision.stage) == was:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, select
 
-from otaml.api.deps import AdminDep, ContextDep, SessionDep
+from otaml.api.deps import AdminDep, AuditDep, ContextDep, SessionDep
 from otaml.core.errors import ManifestError, NotFoundError
 from otaml.manifest.format import is_valid_channel
 from otaml.models import ChannelPublic, Manifest, ManifestPublic, Release
@@ -43,10 +43,11 @@ def list_channels(session: SessionDep, ctx: ContextDep, _: AdminDep) -> list[Cha
 async def refresh_manifest(
     channel: str,
     ctx: ContextDep,
-    _: AdminDep,
+    audit: AuditDep,
     request: Request,
     x_otaml_signature: Annotated[str | None, Header()] = None,
 ) -> ManifestPublic:
+    audit.about("manifest.refresh", f"channel {channel}"[:128])
     if not is_valid_channel(channel):
         raise NotFoundError(f"no channel {channel[:40]!r}")
     if x_otaml_signature is None:
@@ -62,8 +63,10 @@ async def refresh_manifest(
             return manifest_public(ctx.settings.base_url, manifest, release)
 
     try:
-        return await run_in_threadpool(_refresh)
+        refreshed = await run_in_threadpool(_refresh)
     finally:
         ctx.policy.invalidate()
+    audit.detail = f"{refreshed.version} as manifest_version {refreshed.manifest_version}, expires {refreshed.expires:%Y-%m-%d %H:%M}Z"
+    return refreshed
 
 

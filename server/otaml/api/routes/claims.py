@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Request, Response
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from otaml.api.deps import AdminDep, ContextDep, SessionDep
+from otaml.api.deps import AdminDep, AuditDep, ContextDep, SessionDep
 from otaml.core.errors import ConflictError, NotFoundError, RateLimitError
 from otaml.core.types import RowId
 from otaml.fleet import credentials
@@ -72,7 +72,9 @@ def _limit(ctx) -> ClaimRateLimit:  # type: ignore[no-untyped-def]
 
 
 @router.post("/api/claim-tokens", status_code=201, summary="Create a fleet claim token; shown only in this response")
-def create_claim_token(spec: ClaimTokenCreate, session: SessionDep, _: AdminDep) -> ClaimTokenCreated:
+def create_claim_token(spec: ClaimTokenCreate, session: SessionDep, audit: AuditDep) -> ClaimTokenCreated:
+    audit.about("claim_token.create", f"claim token {spec.name}",
+                f"{spec.max_uses} uses, {spec.expires_in} s" + (", approval required" if spec.require_approval else ""))
     row, token = credentials.create_claim_token(session, spec)
     try:
         session.commit()
@@ -91,7 +93,8 @@ def list_claim_tokens(session: SessionDep, _: AdminDep) -> ClaimTokensPublic:
 
 
 @router.post("/api/claim-tokens/{claim_id}/revoke", summary="Refuse every later claim with this token")
-def revoke_claim_token(claim_id: RowId, session: SessionDep, _: AdminDep) -> ClaimTokenPublic:
+def revoke_claim_token(claim_id: RowId, session: SessionDep, audit: AuditDep) -> ClaimTokenPublic:
+    audit.about("claim_token.revoke", f"claim token {claim_id}")
     row = session.get(ClaimToken, claim_id)
     if row is None:
         raise NotFoundError(f"no claim token {claim_id}")

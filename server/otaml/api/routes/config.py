@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 from sqlmodel import Session, select
 
-from otaml.api.deps import AdminDep, ContextDep, SessionDep
+from otaml.api.deps import AdminDep, AuditDep, ContextDep, SessionDep
 from otaml.core.errors import FieldError, NotFoundError
 from otaml.core.types import CHANNEL, DEVICE_ID, TAG, shown
 from otaml.fleet import config
@@ -41,8 +41,9 @@ def list_layers(session: SessionDep, _: AdminDep) -> dict[str, object]:
 
 @router.put("/{scope}/{name}", summary="Set a layer's properties (replaces the layer)")
 def set_layer(
-    scope: ConfigScope, name: str, properties: dict[str, int], session: SessionDep, ctx: ContextDep, _: AdminDep
+    scope: ConfigScope, name: str, properties: dict[str, int], session: SessionDep, ctx: ContextDep, audit: AuditDep
 ) -> ConfigLayerPublic:
+    audit.about("config.set", f"{scope} {name}"[:128], ", ".join(f"{k}={v}" for k, v in properties.items()))
     name = _checked_name(session, scope, name)
     props = config.validate(properties)
     layer = session.exec(select(ConfigLayer).where(ConfigLayer.scope == scope, ConfigLayer.name == name)).first()
@@ -59,7 +60,8 @@ def set_layer(
 
 
 @router.delete("/{scope}/{name}", status_code=204, summary="Remove a layer")
-def delete_layer(scope: ConfigScope, name: str, session: SessionDep, ctx: ContextDep, _: AdminDep) -> None:
+def delete_layer(scope: ConfigScope, name: str, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> None:
+    audit.about("config.unset", f"{scope} {name}"[:128])
     if not _NAMES[scope].ok(name):
         raise NotFoundError(f"no {scope} config layer {shown(name)}")
     layer = session.exec(select(ConfigLayer).where(ConfigLayer.scope == scope, ConfigLayer.name == name)).first()

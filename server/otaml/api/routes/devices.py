@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from otaml.api.deps import AdminDep, ContextDep, DeviceDep, SessionDep
+from otaml.api.deps import AdminDep, AuditDep, ContextDep, DeviceDep, SessionDep
 from otaml.core.errors import ConflictError, NotFoundError
-from otaml.core.types import INT32_MAX, Channel, DeviceId, DeviceIdPrefix, ReportedVersion, Seconds, Tag
-from otaml.fleet import credentials, stored
+from otaml.core.types import INT32_MAX, UINT32_MAX, Channel, DeviceId, DeviceIdPrefix, ReportedVersion, Seconds, Tag
+from otaml.fleet import bulk, credentials, history, stored
+from otaml.fleet.bulk import BulkChange, BulkResult
 from otaml.fleet.pins import check_pin
-from otaml.fleet.protocol import EventKind
+from otaml.fleet.protocol import EventKind, ResetReason
 from otaml.fleet.revision import bump_config, bump_policy
 from otaml.fleet.search import DeviceFilter, search
 from otaml.fleet.tokens import hash_token, new_token
@@ -42,8 +45,31 @@ from otaml.models import (
 router = APIRouter(prefix="/api/devices", tags=["devices"])
 
 
+def device_action(changes: dict[str, object]) -> str:
+    """The audit action of a device change: device.pin, device.unpin, device.hold, device.tag, ..."""
+    if "pin_version" in changes:
+        return "device.pin" if changes["pin_version"] else "device.unpin"
+    if "hold" in changes:
+        return "device.hold" if changes["hold"] else "device.release"
+    return "device.tag" if "tags" in changes else "device.update"
+
+
+def describe_changes(changes: dict[str, object]) -> str:
+    parts = []
+    if "tags" in changes:
+        parts.append(f"tags {', '.join(changes['tags']) or '-'}")  # type: ignore[arg-type]
+    if "pin_version" in changes:
+        parts.append(f"pin {changes['pin_version'] or '-'}")
+    if "hold" in changes:
+        parts.append(f"hold {'on' if changes['hold'] else 'off'}")
+    if changes.get("force_reason"):
+        parts.append(f"forced: {changes['force_reason']}")
+    return "; ".join(parts)
+
+
 @router.post("", status_code=201, summary="Enroll a device; its token is shown only in this response")
-def enroll_device(device_in: DeviceCreate, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DeviceEnrolled:
+def enroll_device(device_in: DeviceCreate, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> DeviceEnrolled:
+    audit.about("device.enroll", f"device {device_in.device_id}")
     token = new_token()
     device = Device(device_id=device_in.device_id, token_hash=hash_token(token), bucket=rings.bucket(device_in.device_id))
     session.add(device)
@@ -58,7 +84,10 @@ def enroll_device(device_in: DeviceCreate, session: SessionDep, ctx: ContextDep,
 
 
 @router.post("/batch", status_code=201, summary="Enroll many devices at once (release provision); tokens shown only here")
-def enroll_batch(batch: DeviceBatchCreate, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DeviceBatchEnrolled:
+def enroll_batch(batch: DeviceBatchCreate, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> DeviceBatchEnrolled:
+    first = batch.devices[0].device_id
+    audit.about("device.enroll_batch", f"{len(batch.devices)} devices from {first}"[:128],
+                "re-issuing tokens of enrolled devices" if batch.rotate else "")
     rows = credentials.enroll_batch(session, [(d.device_id, d.tags) for d in batch.devices], rotate=batch.rotate)
     try:
         session.commit()
@@ -78,7 +107,8 @@ def _credentials_public(session: Session, device_id: str) -> DeviceCredentialsPu
 
 
 @router.post("/{device_id}/rotate-token", summary="A new token for the device, handed over on its next authenticated poll")
-def rotate_token(device_id: DeviceId, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DeviceCredentialsPublic:
+def rotate_token(device_id: DeviceId, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> DeviceCredentialsPublic:
+    audit.about("device.rotate_token", f"device {device_id}")
     credentials.rotate(session, device_id)
     session.commit()
     ctx.tokens.forget(device_id)
@@ -86,7 +116,8 @@ def rotate_token(device_id: DeviceId, session: SessionDep, ctx: ContextDep, _: A
 
 
 @router.post("/{device_id}/revoke", summary="Refuse every request of the device (401) from now on")
-def revoke_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DeviceCredentialsPublic:
+def revoke_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> DeviceCredentialsPublic:
+    audit.about("device.revoke", f"device {device_id}")
     credentials.set_status(session, device_id, DeviceStatus.REVOKED)
     session.commit()
     ctx.tokens.forget(device_id)
@@ -94,7 +125,8 @@ def revoke_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, _: 
 
 
 @router.post("/{device_id}/accept", summary="Accept a claimed device waiting for approval")
-def accept_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DeviceCredentialsPublic:
+def accept_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> DeviceCredentialsPublic:
+    audit.about("device.accept", f"device {device_id}")
     credentials.set_status(session, device_id, DeviceStatus.ACTIVE)
     session.commit()
     ctx.tokens.forget(device_id)
@@ -102,7 +134,8 @@ def accept_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, _: 
 
 
 @router.delete("/{device_id}", status_code=204, summary="Remove a device, its credentials and its history")
-def remove_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, _: AdminDep) -> None:
+def remove_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> None:
+    audit.about("device.remove", f"device {device_id}")
     credentials.remove(session, device_id)
     bump_policy(session)  # its pin, hold and rollout membership go with it
     session.commit()
@@ -122,11 +155,16 @@ async def list_devices(
     seen_within: Seconds | None = Query(None, description="seconds"),
     not_seen_within: Seconds | None = Query(None, description="seconds"),
     drift: Drift | None = Query(None, description="reported state differs from desired: any, firmware, config"),
+    rssi_below: int | None = Query(None, ge=-128, le=128, description="signal weaker than this many dBm"),
+    min_free_heap_below: int | None = Query(None, ge=0, le=UINT32_MAX + 1, description="heap low-water under this many bytes"),
+    reset_reason: ResetReason | Literal["crash"] | None = Query(None, description="last reset reason, or crash (panic, watchdogs, brownout)"),
+    uptime_below: Seconds | None = Query(None, description="restarted less than this many seconds ago"),
     skip: int = Query(0, ge=0, le=INT32_MAX),
     limit: int = Query(100, ge=1, le=1000),
 ) -> DevicesPublic:
     policy = await fleet_policy(ctx)
-    f = DeviceFilter(q, version, channel, tag, state, seen_within, not_seen_within, drift)
+    f = DeviceFilter(q, version, channel, tag, state, seen_within, not_seen_within, drift, rssi_below, min_free_heap_below,
+                     reset_reason, uptime_below)
 
     def _search() -> DevicesPublic:
         ctx.checkins.flush(ctx.engine)  # show what devices said a moment ago, not at the last batch
@@ -135,6 +173,16 @@ async def list_devices(
             return DevicesPublic(data=with_status(session, devices), count=count)
 
     return await run_in_threadpool(_search)
+
+
+@router.post("/bulk", summary="Tag, untag, pin, unpin, hold or release many devices at once (all or nothing)")
+def bulk_change(change: BulkChange, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> BulkResult:
+    audit.about(f"device.bulk_{change.action}", f"{len(set(change.device_ids))} devices", bulk.describe(change))
+    if change.action == "pin":
+        ctx.checkins.flush(ctx.engine)  # judge pins against what the devices said a moment ago
+    result = bulk.apply(session, change)
+    ctx.policy.invalidate()
+    return result
 
 
 @router.get("/{device_id}", summary="One device's reported state")
@@ -167,9 +215,10 @@ def _device(session: Session, device_id: str) -> Device:
 
 
 @router.patch("/{device_id}", summary="Set a device's tags, pin or hold")
-def update_device(device_id: DeviceId, update: DeviceUpdate, session: SessionDep, ctx: ContextDep, _: AdminDep) -> DevicePublic:
-    device = _device(session, device_id)
+def update_device(device_id: DeviceId, update: DeviceUpdate, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> DevicePublic:
     changes = update.model_dump(exclude_unset=True)
+    audit.about(device_action(changes), f"device {device_id}", describe_changes(changes))
+    device = _device(session, device_id)
     if update.pin_version:
         ctx.checkins.flush(ctx.engine)  # judge the pin against what the device said a moment ago
         session.refresh(device)
@@ -223,6 +272,8 @@ def post_device_event(
     device = session.exec(select(Device).where(Device.device_id == device_id)).one()
     device.last_event, device.last_reason = event.kind, event.reason
     session.add(device)
+    history.record_outcome(session.connection(), channel=device.channel, version=event.version, kind=event.kind,
+                           reason=event.reason, at=event.created_at)
     rolled_back = event.kind == EventKind.ROLLED_BACK
     if rolled_back:
         bump_policy(session)  # every process stops offering this version to this device

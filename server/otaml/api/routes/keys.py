@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlmodel import select
 
-from otaml.api.deps import AdminDep, ContextDep, SessionDep
+from otaml.api.deps import AdminDep, AuditDep, ContextDep, SessionDep
 from otaml.core.errors import NotFoundError
 from otaml.core.types import KeyId, Int64
 from otaml.manifest import keyset
@@ -37,15 +37,18 @@ def list_keys(session: SessionDep, _: AdminDep) -> TrustedKeysPublic:
 
 
 @router.post("/api/keys", status_code=201, summary="Trust a release public key (manifests signed by it are accepted)")
-def trust_key(body: TrustedKeyCreate, session: SessionDep, ctx: ContextDep, _: AdminDep) -> TrustedKeyPublic:
+def trust_key(body: TrustedKeyCreate, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> TrustedKeyPublic:
+    audit.about("key.trust", "release key")
     row = keys.trust(session, ctx.settings, body.public_pem)
+    audit.target = f"release key {row.key_id}"
     session.commit()
     session.refresh(row)
     return _public(row)
 
 
 @router.post("/api/keys/{key_id}/retire", summary="Refuse manifests signed by this key from now on")
-def retire_key(key_id: KeyId, session: SessionDep, _: AdminDep) -> TrustedKeyPublic:
+def retire_key(key_id: KeyId, session: SessionDep, audit: AuditDep) -> TrustedKeyPublic:
+    audit.about("key.retire", f"release key {key_id}")
     row = keys.retire(session, key_id)
     session.commit()
     session.refresh(row)
@@ -64,8 +67,10 @@ def list_keysets(session: SessionDep, _: AdminDep) -> KeySetsPublic:
 
 
 @router.post("/api/keysets", status_code=201, summary="Add the next signed key set to the chain")
-def add_keyset(body: KeySetCreate, session: SessionDep, ctx: ContextDep, _: AdminDep) -> KeySetPublic:
+def add_keyset(body: KeySetCreate, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> KeySetPublic:
+    audit.about("keyset.add", "key set")
     row = keys.accept_keyset(session, ctx.settings, body.document, body.signature)
+    audit.target = f"key set {row.keyset_version}"
     session.commit()
     session.refresh(row)
     ctx.keysets.invalidate()

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session, select
 
-from otaml.api.deps import AdminDep, ContextDep, SessionDep
+from otaml.api.deps import AdminDep, AuditDep, ContextDep, SessionDep
 from otaml.core.errors import ManifestError
 from otaml.core.types import Channel, Filename
 from otaml.models import Release, ReleasePublic, ReleasesPublic
@@ -52,7 +52,7 @@ def release_public(session: Session, base_url: str, release: Release) -> Release
 async def publish_release(
     request: Request,
     ctx: ContextDep,
-    _: AdminDep,
+    audit: AuditDep,
     channel: Channel,
     filename: Filename,
     legacy_clients: bool = True,
@@ -61,6 +61,7 @@ async def publish_release(
     x_otaml_signature: Annotated[str | None, Header()] = None,
     x_otaml_public_key: Annotated[str | None, Header()] = None,
 ) -> ReleasePublic:
+    audit.about("release.publish", f"{filename} on {channel}", "staged" if staged else "")
     manifest_bytes = _b64(H_MANIFEST, x_otaml_manifest)
     if x_otaml_signature is None:
         raise ManifestError("expected header X-Otaml-Signature, got none")
@@ -85,9 +86,12 @@ async def publish_release(
             return release_public(session, ctx.settings.base_url, release)
 
     try:
-        return await run_in_threadpool(_publish)
+        published = await run_in_threadpool(_publish)
     finally:
         ctx.policy.invalidate()
+    audit.about("release.publish", f"release {published.version} on {channel}",
+                f"{filename}, {published.size:,} bytes, sha256 {published.sha256[:16]}{', staged' if staged else ''}")
+    return published
 
 
 @router.get("", summary="List releases, newest first")

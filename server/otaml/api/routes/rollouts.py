@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Query
 from sqlmodel import select
 
-from otaml.api.deps import AdminDep, ContextDep, SessionDep
+from otaml.api.deps import AdminDep, AuditDep, ContextDep, SessionDep
 from otaml.core.types import Channel, RowId
 from otaml.models import ACTIVE_ROLLOUT_STATES, Rollout, RolloutCreate, RolloutPublic, RolloutsPublic
 from otaml.rollouts import service
@@ -16,8 +16,10 @@ router = APIRouter(prefix="/api/rollouts", tags=["rollouts"])
 
 
 @router.post("", status_code=201, summary="Start offering a staged release through rings")
-def start_rollout(spec: RolloutCreate, session: SessionDep, ctx: ContextDep, _: AdminDep) -> RolloutPublic:
+def start_rollout(spec: RolloutCreate, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> RolloutPublic:
+    audit.about("rollout.start", f"release {spec.version} on {spec.channel}", service.describe_spec(spec))
     rollout = service.start(session, spec)
+    audit.target = f"rollout {rollout.id}: {spec.version} on {spec.channel}"
     ctx.policy.invalidate()
     return service.public(session, rollout)
 
@@ -46,8 +48,10 @@ def get_rollout(rollout_id: RowId, session: SessionDep, ctx: ContextDep, _: Admi
 
 @router.post("/{rollout_id}/{action}", summary="pause, resume or abort")
 def act_on_rollout(
-    rollout_id: RowId, action: Literal["pause", "resume", "abort"], session: SessionDep, ctx: ContextDep, _: AdminDep
+    rollout_id: RowId, action: Literal["pause", "resume", "abort"], session: SessionDep, ctx: ContextDep, audit: AuditDep
 ) -> RolloutPublic:
+    audit.about(f"rollout.{action}", f"rollout {rollout_id}")
     rollout = service.act(session, rollout_id, action)
+    audit.target = f"rollout {rollout_id}: {rollout.version} on {rollout.channel}"
     ctx.policy.invalidate()
     return service.public(session, rollout)

@@ -1,0 +1,1 @@
+"""Operations: the audit log, /metrics, webhooks and housekeeping."""
