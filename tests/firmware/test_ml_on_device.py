@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 
 import pytest
 
@@ -16,6 +15,7 @@ from otaml.manifest import signing
 from otaml.manifest.format import build_manifest_bytes
 from tests.utils.mitm import Mitm
 from tests.utils.processes import ROOT
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 MODEL = ROOT / "firmware" / "model" / "amp_health.tflite"
@@ -127,8 +127,7 @@ def test_broken_model_fails_the_golden_self_test_and_rolls_back(cli, enroll, mak
     rolled = [e for e in events(f"dev-{breakage}") if e["kind"] == "rolled_back"]
     assert len(rolled) == 1 and rolled[0]["reason"] == "self_test_failed"
     assert re.search(why, rolled[0]["detail"]), rolled[0]["detail"]
-    time.sleep(0.3)
-    assert device_state(f"dev-{breakage}")["version"] == "1.1"
+    wait_for(lambda: device_state(f"dev-{breakage}")["version"] == "1.1", what="the rolled-back version in the device's record")
 
 
 def test_a_flipped_model_byte_is_refused_at_publish_and_rolled_back_on_a_device(cli, enroll, make_image, events,

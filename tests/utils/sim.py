@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -28,8 +29,12 @@ SIM_PLAIN = BUILD / "otaml-sim-plain"
 
 
 def build_host() -> None:
-    """Build (or bring up to date) the host firmware; cheap when nothing changed."""
-    subprocess.run([str(ROOT / "scripts" / "build-host")], check=True, capture_output=True, timeout=600)
+    """Build (or bring up to date) the host firmware; cheap when nothing changed. Under pytest-xdist
+    every worker asks: a lock file makes them build one at a time (the others find it up to date)."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    with open(BUILD.parent / "host-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run([str(ROOT / "scripts" / "build-host")], check=True, capture_output=True, timeout=600)
 
 
 @dataclass
