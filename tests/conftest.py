@@ -56,6 +56,18 @@ def mitm_and_server(tmp_path, database_url):
 
 
 @pytest.fixture
+def proxied_server(mitm_and_server):
+    """The server of mitm_and_server: a module whose devices all go through the proxy says
+    `server = proxied_server` (its CLI still talks to the server directly)."""
+    return mitm_and_server[1]
+
+
+@pytest.fixture
+def mitm(mitm_and_server):
+    return mitm_and_server[0]
+
+
+@pytest.fixture
 def events(server):
     def _events(device_id: str) -> list[dict]:
         with server.admin() as admin:

@@ -13,13 +13,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def server(mitm_and_server):
-    return mitm_and_server[1]
-
-
-@pytest.fixture
-def mitm(mitm_and_server):
-    return mitm_and_server[0]
+def server(proxied_server):
+    """Every device of this module reaches the server through the proxy."""
+    return proxied_server
 
 
 @pytest.fixture

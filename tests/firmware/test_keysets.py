@@ -47,13 +47,9 @@ def test_c_and_python_give_every_key_set_the_same_verdict():
 
 
 @pytest.fixture
-def server(mitm_and_server):
-    return mitm_and_server[1]
-
-
-@pytest.fixture
-def mitm(mitm_and_server):
-    return mitm_and_server[0]
+def server(proxied_server):
+    """Every device of this module reaches the server through the proxy."""
+    return proxied_server
 
 
 def applied_set(dev) -> int:

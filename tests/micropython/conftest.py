@@ -23,14 +23,9 @@ def cli(server, tmp_path: Path) -> Cli:
 
 
 @pytest.fixture
-def server(mitm_and_server):
-    """Every MicroPython test's server sits behind the proxy (the CLI talks to it directly)."""
-    return mitm_and_server[1]
-
-
-@pytest.fixture
-def mitm(mitm_and_server):
-    return mitm_and_server[0]
+def server(proxied_server):
+    """Every device of this module reaches the server through the proxy."""
+    return proxied_server
 
 
 @pytest.fixture

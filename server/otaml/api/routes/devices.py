@@ -106,31 +106,32 @@ def _credentials_public(session: Session, device_id: str) -> DeviceCredentialsPu
                                    token_rotation_pending=cred.pending_token is not None)
 
 
+def _credentials_changed(session: Session, ctx, device_id: str) -> DeviceCredentialsPublic:  # type: ignore[no-untyped-def]
+    """Commit a credential change and make every token cache of this process ask the database again."""
+    session.commit()
+    ctx.tokens.forget(device_id)
+    return _credentials_public(session, device_id)
+
+
 @router.post("/{device_id}/rotate-token", summary="A new token for the device, handed over on its next authenticated poll")
 def rotate_token(device_id: DeviceId, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> DeviceCredentialsPublic:
     audit.about("device.rotate_token", f"device {device_id}")
     credentials.rotate(session, device_id)
-    session.commit()
-    ctx.tokens.forget(device_id)
-    return _credentials_public(session, device_id)
+    return _credentials_changed(session, ctx, device_id)
 
 
 @router.post("/{device_id}/revoke", summary="Refuse every request of the device (401) from now on")
 def revoke_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> DeviceCredentialsPublic:
     audit.about("device.revoke", f"device {device_id}")
     credentials.set_status(session, device_id, DeviceStatus.REVOKED)
-    session.commit()
-    ctx.tokens.forget(device_id)
-    return _credentials_public(session, device_id)
+    return _credentials_changed(session, ctx, device_id)
 
 
 @router.post("/{device_id}/accept", summary="Accept a claimed device waiting for approval")
 def accept_device(device_id: DeviceId, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> DeviceCredentialsPublic:
     audit.about("device.accept", f"device {device_id}")
     credentials.set_status(session, device_id, DeviceStatus.ACTIVE)
-    session.commit()
-    ctx.tokens.forget(device_id)
-    return _credentials_public(session, device_id)
+    return _credentials_changed(session, ctx, device_id)
 
 
 @router.delete("/{device_id}", status_code=204, summary="Remove a device, its credentials and its history")
