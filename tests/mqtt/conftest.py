@@ -81,6 +81,7 @@ class Subscriber:
     """Everything published under `topic` (a filter), as (topic, payload bytes, retained) in arrival order."""
 
     def __init__(self, broker: Broker, topic: str = "#") -> None:
+        self.broker = broker
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()

@@ -37,7 +37,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _split(url: str) -> tuple[str, int, bool]:
+def split_url(url: str) -> tuple[str, int, bool]:
     tls = url.startswith("mqtts://")
     rest = url[8 if tls else 7 :]
     if rest.startswith("["):
@@ -64,7 +64,7 @@ class MqttBridge:
         self._states: OrderedDict[str, str] = OrderedDict()
         self._stop = False
         self._connected = threading.Event()
-        host, port, tls = _split(settings.mqtt_url)
+        host, port, tls = split_url(settings.mqtt_url)
         client_id = settings.mqtt_client_id or f"otaml-server-{threading.get_native_id()}-{int(time.time())}"
         self._client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id)
         if settings.mqtt_username:
