@@ -6,13 +6,19 @@
 #include "mqtt_task.h"
 
 #if CONFIG_OTAML_MQTT
+#ifdef CONFIG_OTAML_MQTT_DEFAULT_ON /* a bool option set to n is not defined at all */
+#define DEFAULT_ON true
+#else
+#define DEFAULT_ON false
+#endif
+
 static const char *TAG = "otaml_mqtt_task";
 static otaml_mqtt_t s_mqtt;
 static bool s_ready;
 
 esp_err_t mqtt_task_init(const otaml_ml_t *ml, const char *device_id)
 {
-    otaml_status_t st = otaml_mqtt_init(&s_mqtt, ml, device_id, CONFIG_OTAML_MQTT_QUEUE_LEN, CONFIG_OTAML_MQTT_DEFAULT_ON,
+    otaml_status_t st = otaml_mqtt_init(&s_mqtt, ml, device_id, CONFIG_OTAML_MQTT_QUEUE_LEN, DEFAULT_ON,
                                         CONFIG_OTAML_MQTT_BROKER_URL, CONFIG_OTAML_MQTT_TOPIC_PREFIX);
     s_ready = st == OTAML_OK;
     return s_ready ? ESP_OK : ESP_ERR_INVALID_ARG;
