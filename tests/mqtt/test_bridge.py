@@ -82,6 +82,7 @@ def test_a_halted_rollout_is_published_with_its_reason(bridged, cli, make_image,
     assert cli("publish", "1.1", str(make_image("1.1"))).returncode == 0
     assert cli("publish", "1.2", str(make_image("1.2")), "--staged").returncode == 0
     fleet = [HttpDevice.enroll(bridged, f"dev-{i:04d}") for i in range(40)]
+    assert all(d.offered() == "1.1" for d in fleet)  # checked in: the rollout's rings are drawn from them
     r = cli("rollout", "start", "1.2", "--json", "--rings", "10,50,100", "--max-failure-pct", "20", "--min-reports", "3",
             "--success-pct", "10")
     assert r.returncode == 0, r.stderr

@@ -24,7 +24,11 @@ HEADER = json.loads((ROOT / "manifests" / "vectors" / "adversarial.jsonl").read_
 # Values near the rules: their own alphabet, the characters they refuse, escapes, and their length edges.
 PIECES = ["mqtt://", "mqtts://", "mqtt:/", "ws://", "h", "broker", ".", "-", "_", ":", "1883", "65535", "65536", "0",
           "[", "]", "::1", "@", "/", "#", "+", "$", " ", ",", "=", "?", "%20", "é", "\\u0000", "\\n", "\\/", "a" * 40]
-values = st.lists(st.sampled_from(PIECES), max_size=8).map("".join) | st.text(max_size=60)
+BASES = ["mqtt://broker:1883", "mqtts://[::1]:8883", "mqtt://10.0.0.7", "plant/amp", "a.b/c_d-e", "otaml"]
+# A valid value with one piece spliced in at any place: every refusal reason next to an acceptance.
+spliced = st.builds(lambda base, piece, at: base[: at % (len(base) + 1)] + piece + base[at % (len(base) + 1):],
+                    st.sampled_from(BASES), st.sampled_from(PIECES), st.integers(0, 40))
+values = spliced | st.lists(st.sampled_from(PIECES), max_size=8).map("".join) | st.text(max_size=60)
 
 
 def json_string(value: str) -> str:
@@ -55,7 +59,7 @@ def judge_binary() -> None:
     build_host()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(url=values, prefix=values, enabled=st.sampled_from(["0", "1", "2", "-1", "true", '"1"', "1.0", "null"]))
 def test_c_and_python_give_every_generated_value_one_verdict(tmp_path, judge_binary, url, prefix, enabled):
     docs = [
