@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from otaml.fleet import config
 from otaml.manifest import device, signing
+from tests.utils.devices import HttpDevice
 from tests.utils.processes import ROOT
 from tests.utils.sim import BUILD, build_host
 
@@ -101,3 +102,14 @@ def test_the_api_refuses_hostile_values_by_name(server):
                                                           "mqtt_prefix": "plant/amp"})
         assert r.status_code == 200, r.text
         assert admin.get("/api/config").json()["properties"]["mqtt_url"]["type"] == "string"
+    # What a device reports back is held to the same rules: a hostile value is a 400 and stores nothing.
+    dev = HttpDevice.enroll(server, "dev-report", config_revision=1)
+    dev.applied = {"mqtt_enabled": 1, "mqtt_prefix": "plant/amp", "mqtt_url": "mqtts://[::1]:8883"}
+    assert dev.poll().status_code in (200, 404)
+    for bad in ("mqtt://u:p@h", "mqtt://h/x", "plant/#"):
+        dev.applied = {"mqtt_url" if bad.startswith("mqtt") else "mqtt_prefix": bad}
+        r = dev.poll()
+        assert r.status_code == 400 and "X-Otaml-Config-Applied" in r.text, (bad, r.status_code, r.text)
+    with server.admin() as admin:
+        state = admin.get("/api/devices/dev-report/state").json()
+    assert state["reported_config"] == {"mqtt_enabled": 1, "mqtt_prefix": "plant/amp", "mqtt_url": "mqtts://[::1]:8883"}

@@ -61,7 +61,7 @@ class MqttBridge:
         self._queue: deque[tuple[str, bytes, bool]] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._states: OrderedDict[str, str] = OrderedDict()
+        self._states: OrderedDict[str, int] = OrderedDict()  # device -> hash of its last published state
         self._stop = False
         self._connected = threading.Event()
         host, port, tls = split_url(settings.mqtt_url)
@@ -125,7 +125,12 @@ class MqttBridge:
                 if self._stop:
                     return
                 topic, body, retain = self._queue.popleft()
-            info = self._client.publish(topic, body, qos=self.qos, retain=retain)
+            try:
+                info = self._client.publish(topic, body, qos=self.qos, retain=retain)
+            except Exception:  # paho refused the message itself: lose it, keep the thread
+                log.exception("MQTT publish to %s failed", topic[:120])
+                self.dropped += 1
+                continue
             if info.rc == 0:
                 self.published += 1
             else:  # lost between the check and the send: put it back for the reconnect
@@ -163,7 +168,7 @@ class MqttBridge:
         state = {"kind": "device_state", "device_id": c.device_id, "channel": c.channel, "version": c.version,
                  "partition": c.partition, "ota_state": c.ota_state, "manifest_version": c.manifest_version,
                  "config_revision": c.config_revision, "model": c.ml_model}
-        key = json.dumps(state, sort_keys=True)
+        key = hash(tuple(state.values()))
         if self._states.get(c.device_id) != key:
             self._states[c.device_id] = key
             self._states.move_to_end(c.device_id)
