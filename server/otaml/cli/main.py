@@ -265,7 +265,8 @@ def demo(devices: int, port: int | None, data_dir: Path, duration: float | None,
     It starts its own server and talks to nothing else: a port in use is refused."""
     from otaml.cli.demo import Demo, pick_port
 
-    say = lambda text: err.print(f"demo: {text}")  # noqa: E731
+    # one line per message, as written (a printed command stays copy-pasteable; "[::1]" is not markup)
+    say = lambda text: err.print(f"demo: {text}", soft_wrap=True, markup=False, highlight=False)  # noqa: E731
     d = Demo(data_dir=data_dir, port=pick_port(port, say), devices=devices, say=say, mqtt_url=mqtt_url,
              mqtt_user=mqtt_user, mqtt_pass=mqtt_pass)
     try:
