@@ -22,6 +22,7 @@
 #include "sdkconfig.h"
 
 #include "ml_task.h"
+#include "mqtt_task.h"
 #include "ota_task.h"
 #include "otaml_agent.h"
 #include "otaml_port_esp_idf.h"
@@ -112,6 +113,9 @@ void app_main(void)
 
     err = ml_task_init();
     if (err != ESP_OK) ESP_LOGE(TAG, "ML model unusable (%s): the self-test will fail", esp_err_to_name(err));
+    /* Before the agent applies the stored configuration (which may switch publishing on); the task
+     * itself starts after the rollback gate, so MQTT never takes part in confirming an image. */
+    if (mqtt_task_init(ml_task_state(), s_device_id) != ESP_OK) ESP_LOGE(TAG, "MQTT defaults refused: not publishing");
     const char *pems[] = {manifest_pub_pem_start};
     otaml_status_t st = otaml_keyring_init(&s_keyring, pems, 1);
     if (st != OTAML_OK) {
@@ -154,5 +158,7 @@ void app_main(void)
      * fatal: the OTA task must keep running so a fixed build can still arrive. */
     err = ml_task_start();
     if (err != ESP_OK) ESP_LOGE(TAG, "ML task not started: %s", esp_err_to_name(err));
+    err = mqtt_task_start();
+    if (err != ESP_OK && err != ESP_ERR_INVALID_STATE) ESP_LOGE(TAG, "MQTT task not started: %s", esp_err_to_name(err));
     if (st == OTAML_OK) ESP_ERROR_CHECK(ota_task_start(&s_agent));
 }

@@ -8,6 +8,7 @@
 #include "sdkconfig.h"
 
 #include "ml_task.h"
+#include "mqtt_task.h"
 
 static const char *TAG = "otaml_ml_task";
 
@@ -47,6 +48,7 @@ bool ml_task_apply_config(void *ctx, const otaml_config_t *config)
     if (config->ml_interval_ms > 0) atomic_store(&s_interval_ms, config->ml_interval_ms);
     else atomic_store(&s_interval_ms, CONFIG_OTAML_ML_INTERVAL_MS);
     atomic_store(&s_ml.alert_threshold, config->alert_threshold);
+    mqtt_task_configure(config); /* posts the broker settings; the publisher task (re)connects */
     ESP_LOGI(TAG, "config revision %llu: inferring every %d ms, alert threshold %d%%",
              (unsigned long long)config->revision, atomic_load(&s_interval_ms), (int)config->alert_threshold);
     return true;
@@ -64,9 +66,16 @@ static void prv_ml_task(void *arg)
             vTaskDelayUntil(&last, pdMS_TO_TICKS(atomic_load(&s_interval_ms)));
             continue;
         }
-        int label = otaml_ml_step(&s_ml, sample);
-        if (label < 0) ESP_LOGW(TAG, "inference failed");
-        else ESP_LOGD(TAG, "%s (%u us)", s_ml.card.labels[label], (unsigned)atomic_load(&s_ml.last_latency_us));
+        otaml_prediction_t p = {0};
+        int label = otaml_ml_step_scores(&s_ml, sample, p.scores, &p.seq, &p.latency_us);
+        if (label < 0) {
+            ESP_LOGW(TAG, "inference failed");
+        } else {
+            ESP_LOGD(TAG, "%s (%u us)", s_ml.card.labels[label], (unsigned)p.latency_us);
+            p.label = (int8_t)label;
+            p.uptime_ms = otaml_port_uptime_us() / 1000u;
+            mqtt_task_offer(&p); /* a copy into a bounded queue: never waits for the broker */
+        }
         vTaskDelayUntil(&last, pdMS_TO_TICKS(atomic_load(&s_interval_ms)));
     }
 }

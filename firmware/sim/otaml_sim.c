@@ -24,6 +24,7 @@
 #include "otaml_sim_config.h"
 #include "otaml_manifest.h"
 #include "otaml_ml.h"
+#include "otaml_mqtt.h"
 #include "otaml_port.h"
 #include "sim_flash.h"
 #include "sim_image.h"
@@ -64,6 +65,10 @@ typedef struct {
     long ip_after_ms;
     long rssi;
     long progress_min_bytes;
+    const char *mqtt_url;
+    const char *mqtt_user;
+    const char *mqtt_pass;
+    long mqtt_queue;
 } options_t;
 
 static int usage(void)
@@ -75,6 +80,7 @@ static int usage(void)
             "                 [--no-trusted-time] [--verbose] [--heap-report] [--ml-interval-ms MS]\n"
             "                 [--confirm-window-s S] [--confirm-backoff-min-ms MS] [--confirm-backoff-max-ms MS]\n"
             "                 [--unreachable-retakes N] [--ip-after-ms MS] [--rssi DBM] [--progress-min-bytes N]\n"
+            "                 [--mqtt-url URL] [--mqtt-user U] [--mqtt-pass P] [--mqtt-queue N]\n"
             "       otaml-sim --flash FILE info\n");
     return 2;
 }
@@ -89,6 +95,10 @@ typedef struct {
     atomic_long interval_ms;
     atomic_bool stop;
     pthread_t thread;
+    otaml_mqtt_t mqtt; /* predictions to MQTT: a device built with CONFIG_OTAML_MQTT */
+    bool mqtt_ready;
+    atomic_bool mqtt_stop;
+    pthread_t mqtt_thread;
 } sim_app_t;
 
 static void *prv_ml_task(void *arg)
@@ -96,7 +106,15 @@ static void *prv_ml_task(void *arg)
     sim_app_t *app = arg;
     float sample[OTAML_ML_MAX_FEATURES];
     while (!atomic_load(&app->stop)) {
-        if (otaml_port_sensor_read(sample, (size_t)app->ml.card.n_features) == OTAML_OK) otaml_ml_step(&app->ml, sample);
+        otaml_prediction_t p = {0};
+        if (otaml_port_sensor_read(sample, (size_t)app->ml.card.n_features) == OTAML_OK) {
+            int label = otaml_ml_step_scores(&app->ml, sample, p.scores, &p.seq, &p.latency_us);
+            if (label >= 0 && app->mqtt_ready) {
+                p.label = (int8_t)label;
+                p.uptime_ms = otaml_port_uptime_us() / 1000u;
+                otaml_mqtt_offer(&app->mqtt, &p); /* never waits for the broker */
+            }
+        }
         usleep((useconds_t)atomic_load(&app->interval_ms) * 1000u);
     }
     return NULL;
@@ -108,6 +126,7 @@ static bool prv_config_apply(void *ctx, const otaml_config_t *config)
     sim_app_t *app = ctx;
     if (config->ml_interval_ms > 0) atomic_store(&app->interval_ms, config->ml_interval_ms);
     atomic_store(&app->ml.alert_threshold, config->alert_threshold);
+    if (app->mqtt_ready) otaml_mqtt_configure(&app->mqtt, config);
     OTAML_LOGI(TAG, "config revision %llu: ML every %ld ms, alert threshold %d%%", (unsigned long long)config->revision,
                atomic_load(&app->interval_ms), (int)config->alert_threshold);
     return true;
@@ -138,6 +157,23 @@ static void prv_ml_setup(sim_app_t *app)
     if (!app->ml.loaded) return;
     app->has_sensors = sim_sensor_load((size_t)app->ml.card.n_features) == OTAML_OK;
     if (!app->has_sensors) OTAML_LOGE(TAG, "no sensor samples at %s: ML task not started", OTAML_DEFAULT_SAMPLES_CSV);
+}
+
+/* The publisher task: below the ML and OTA work, it alone waits on the broker. */
+static void *prv_mqtt_task(void *arg)
+{
+    sim_app_t *app = arg;
+    while (!atomic_load(&app->mqtt_stop)) {
+        uint32_t wait_ms = otaml_mqtt_step(&app->mqtt);
+        usleep((useconds_t)(wait_ms ? wait_ms : 1) * 1000u);
+    }
+    /* shutting down: what the queue still holds goes out if the broker is there (at most 2 s) */
+    for (int i = 0; i < 200 && otaml_pred_queue_len(&app->mqtt.queue) > 0 && otaml_port_mqtt_connected(); i++) {
+        otaml_mqtt_step(&app->mqtt);
+        usleep(10000);
+    }
+    otaml_mqtt_stop(&app->mqtt);
+    return NULL;
 }
 
 static bool prv_selftest(void *ctx, char *detail, size_t size)
@@ -227,7 +263,7 @@ out:
 /* Secrets are shown by fingerprint only: enough for a test or an operator to see that one changed. */
 static bool prv_secret(const char *key)
 {
-    static const char *const secrets[] = {"token", "token_nx", "claim", "claim_new", "wifi_pass"};
+    static const char *const secrets[] = {"token", "token_nx", "claim", "claim_new", "wifi_pass", "mqtt_pass"};
     for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
         if (strcmp(key, secrets[i]) == 0) return true;
     }
@@ -386,6 +422,15 @@ static int cmd_run(const options_t *o, char **argv)
     app.slot = slot;
     atomic_store(&app.interval_ms, o->ml_interval_ms > 0 ? o->ml_interval_ms : 200);
     prv_ml_setup(&app);
+    /* MQTT credentials are provisioned like the token: an option stores them in NVS, which the publisher reads */
+    if (o->mqtt_user != NULL) otaml_port_store_set_str("mqtt_user", o->mqtt_user);
+    if (o->mqtt_pass != NULL) otaml_port_store_set_str("mqtt_pass", o->mqtt_pass);
+    if (app.ml.loaded) {
+        /* --mqtt-url plays a build with CONFIG_OTAML_MQTT_BROKER_URL set and publishing on by default */
+        app.mqtt_ready = otaml_mqtt_init(&app.mqtt, &app.ml, device_id, (uint32_t)o->mqtt_queue, o->mqtt_url != NULL,
+                                         o->mqtt_url, "otaml/devices") == OTAML_OK;
+        if (!app.mqtt_ready) return 2;
+    }
     const char *config_pems[] = {OTAML_CONFIG_PUBKEY_PEM};
     otaml_keyring_t config_ring;
     if (otaml_keyring_init(&config_ring, config_pems, 1) != OTAML_OK) {
@@ -427,6 +472,7 @@ static int cmd_run(const options_t *o, char **argv)
     }
     bool ml_running = app.ml.loaded && app.has_sensors;
     if (ml_running) pthread_create(&app.thread, NULL, prv_ml_task, &app);
+    if (ml_running && app.mqtt_ready) pthread_create(&app.mqtt_thread, NULL, prv_mqtt_task, &app);
     size_t heap_after_warmup = 0;
     for (long i = 0; o->polls <= 0 || i < o->polls; i++) {
         otaml_poll_outcome_t outcome;
@@ -438,6 +484,10 @@ static int cmd_run(const options_t *o, char **argv)
     if (ml_running) {
         atomic_store(&app.stop, true);
         pthread_join(app.thread, NULL);
+        if (app.mqtt_ready) {
+            atomic_store(&app.mqtt_stop, true);
+            pthread_join(app.mqtt_thread, NULL);
+        }
     }
     if (o->heap_report) {
         printf("heap in use after 10 polls: %zu bytes, after %ld polls: %zu bytes\n", heap_after_warmup, o->polls,
@@ -464,6 +514,10 @@ static const struct option LONGOPTS[] = {
     {"ip-after-ms", required_argument, 0, 'I'},
     {"rssi", required_argument, 0, 'S'},
     {"progress-min-bytes", required_argument, 0, 'P'},
+    {"mqtt-url", required_argument, 0, 'U'},
+    {"mqtt-user", required_argument, 0, 'u'},
+    {"mqtt-pass", required_argument, 0, 'w'},
+    {"mqtt-queue", required_argument, 0, 'Q'},
     {0, 0, 0, 0},
 };
 
@@ -507,6 +561,10 @@ static bool prv_parse_options(int argc, char **argv, options_t *o)
         case 'I': ok = prv_number(optarg, 0, 3600000, &o->ip_after_ms); break;
         case 'S': ok = prv_number(optarg, -127, 0, &o->rssi); break;
         case 'P': ok = prv_number(optarg, 0, 16777216, &o->progress_min_bytes); break;
+        case 'U': o->mqtt_url = optarg; break;
+        case 'u': o->mqtt_user = optarg; break;
+        case 'w': o->mqtt_pass = optarg; break;
+        case 'Q': ok = prv_number(optarg, 1, OTAML_MQTT_QUEUE_MAX, &o->mqtt_queue); break;
         default: return false;
         }
         if (!ok) {
@@ -522,7 +580,7 @@ int main(int argc, char **argv)
     /* The gate's defaults are Kconfig's (OTAML_CONFIRM_WINDOW_S and friends). */
     options_t o = {.partitions = OTAML_DEFAULT_PARTITIONS_CSV, .chip = "esp32",
                    .confirm_window_s = 300, .confirm_backoff_min_ms = 1000, .confirm_backoff_max_ms = 30000,
-                   .unreachable_retakes = 3, .rssi = -55, .progress_min_bytes = 262144};
+                   .unreachable_retakes = 3, .rssi = -55, .progress_min_bytes = 262144, .mqtt_queue = 32};
     if (!prv_parse_options(argc, argv, &o) || o.flash == NULL || optind >= argc) return usage();
     const char *cmd = argv[optind++];
     const char *image = NULL;

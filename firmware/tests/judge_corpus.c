@@ -120,7 +120,7 @@ int main(int argc, char **argv)
             otaml_config_t cfg;
             otaml_status_t st = otaml_config_verify(&config_ring, prv_str(e, "doc"), prv_str(e, "sig"), device_id,
                                                     applied_revision, &cfg);
-            char applied[96];
+            char applied[OTAML_CONFIG_MAX_APPLIED];
             if (otaml_config_format(&cfg, applied, sizeof(applied)) != OTAML_OK) return 2;
             printf("= %s\t%s\t%s\n", id, prv_config_status(st), applied);
             if (check && (strcmp(prv_config_status(st), expect) != 0 || strcmp(applied, prv_str(e, "applied")) != 0)) {

@@ -132,6 +132,15 @@ class ChannelPublic(SQLModel):
     current: ManifestPublic | None
 
 
+class MqttBridgeInfo(SQLModel):
+    url: str
+    prefix: str
+    connected: bool
+    pending: int  # messages in its queue now (at most OTAML_MQTT_QUEUE)
+    published: int
+    dropped: int  # pushed out of the full queue, oldest first, while the broker was away or slow
+
+
 class ServerInfo(SQLModel):
     """What the CLI needs before it signs: where files will live and what comes next."""
 
@@ -144,6 +153,7 @@ class ServerInfo(SQLModel):
     config_key_id: str = ""  # the server's online key for desired-config documents
     config_public_key: str = ""  # PEM; firmware pins it (CONFIG_OTAML_CONFIG_KEY / main/keys/config_pub.pem)
     checkins_dropped: int = 0  # check-ins this process could not store even alone (logged one by one)
+    mqtt: MqttBridgeInfo | None = None  # this process's MQTT bridge; None: not configured (OTAML_MQTT_URL)
 
 
 # --- devices -------------------------------------------------------------------------------------------
@@ -219,7 +229,7 @@ class DevicePublic(DeviceBase):
     pin_version: str | None = None
     hold: bool = False
     config_revision: int | None = None
-    reported_config: dict[str, int] | None = None
+    reported_config: dict[str, int | str] | None = None
     status: str = "active"  # DeviceStatus: active, pending (claimed, not accepted), revoked
     rssi: int | None = None
     free_heap: int | None = None
@@ -233,10 +243,15 @@ class DevicePublic(DeviceBase):
     def _tags_from_json(cls, v: object) -> object:
         return v if isinstance(v, list) else stored.tags(v)
 
-    @field_validator("ml_counters", "reported_config", mode="before")
+    @field_validator("ml_counters", mode="before")
     @classmethod
     def _counts_from_json(cls, v: object) -> object:
         return v if isinstance(v, dict) else stored.counts(v)
+
+    @field_validator("reported_config", mode="before")
+    @classmethod
+    def _properties_from_json(cls, v: object) -> object:
+        return v if isinstance(v, dict) else stored.properties(v)
 
 
 class DeviceEnrolled(DevicePublic):
@@ -287,9 +302,9 @@ class DeviceState(SQLModel):
     desired_version: str | None
     desired_because: str  # pin, hold, rollout, baseline, staged (keeps a version it already runs)
     reported_version: str | None
-    desired_config: dict[str, int]
+    desired_config: dict[str, int | str]
     desired_config_revision: int
-    reported_config: dict[str, int] | None
+    reported_config: dict[str, int | str] | None
     reported_config_revision: int | None
     firmware_differs: bool
     config_differs: bool
@@ -484,7 +499,7 @@ class ConfigScope(StrEnum):
 class ConfigLayerBase(SQLModel):
     scope: str = Field(max_length=8)  # ConfigScope
     name: str = Field(max_length=64)  # channel name, tag, or device id
-    properties: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
+    properties: dict[str, int | str] = Field(default_factory=dict, sa_type=JSON)
 
 
 class ConfigLayer(ConfigLayerBase, table=True):

@@ -44,6 +44,17 @@ def test_c_header_names_every_protocol_header():
 def test_config_properties_agree_between_server_and_firmware():
     from otaml.fleet.config import PROPERTIES
 
+    from otaml.manifest import rules
+
     source = (ROOT / "firmware" / "core" / "src" / "otaml_config.c").read_text()
-    c_table = {name: (int(lo), int(hi)) for name, lo, hi in re.findall(r'\{"(\w+)", (-?\d+), (-?\d+), -?\d+, offsetof', source)}
-    assert c_table == {p.name: (p.low, p.high) for p in PROPERTIES.values()}
+    header = (ROOT / "firmware" / "core" / "include" / "otaml_config.h").read_text()
+    c_ints = {name: (int(lo), int(hi)) for name, lo, hi in re.findall(r'\{"(\w+)", PRV_INT, (-?\d+), (-?\d+), -?\d+, 0, NULL', source)}
+    c_strings = dict(re.findall(r'\{"(\w+)", PRV_STR, 0, 0, 0, (\w+),', source))
+    assert c_ints == {p.name: (p.low, p.high) for p in PROPERTIES.values() if p.rule is None}
+    assert set(c_strings) == {p.name for p in PROPERTIES.values() if p.rule is not None} == {"mqtt_url", "mqtt_prefix"}
+    limits = {name: int(v) for name, v in re.findall(r"#define (OTAML_CONFIG_MAX_MQTT_\w+) (\d+)", header)}
+    assert limits[c_strings["mqtt_url"]] == rules.MAX_MQTT_URL_BYTES
+    assert limits[c_strings["mqtt_prefix"]] == rules.MAX_MQTT_PREFIX_BYTES
+    # the table is sorted by name: otaml_config_format writes the applied form in that order
+    names = re.findall(r'\{"(\w+)", PRV_(?:INT|STR),', source)
+    assert names == sorted(names) == sorted(PROPERTIES)

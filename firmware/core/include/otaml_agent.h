@@ -95,7 +95,7 @@ typedef struct {
     const otaml_keyring_t *ring;          /* manifests are verified with: keyset_ring, or cfg.keyring */
     uint64_t keyset_version;              /* of the keys in ring */
     otaml_config_t config;     /* applied desired configuration */
-    char config_applied[96];   /* its X-Otaml-Config-Applied form */
+    char config_applied[OTAML_CONFIG_MAX_APPLIED];   /* its X-Otaml-Config-Applied form */
 } otaml_agent_t;
 
 typedef enum {

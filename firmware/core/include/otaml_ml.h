@@ -85,6 +85,10 @@ bool otaml_ml_health_check(otaml_ml_t *ml, char *detail, size_t detail_size);
  * outputs use TFLite's fixed scale 1/256 and zero point -128). @return the class index, or -1. */
 int otaml_ml_step(otaml_ml_t *ml, const float *sample);
 
+/** otaml_ml_step, also handing out what the MQTT stream publishes: the model's int8 outputs (card.n_labels
+ * of them, into scores), this inference's number since boot (seq) and its latency. Any may be NULL. */
+int otaml_ml_step_scores(otaml_ml_t *ml, const float *sample, int8_t *scores, uint32_t *seq, uint32_t *latency_us);
+
 /** Check-in headers: X-Otaml-Model, X-Otaml-Ml-Counters ("healthy=12,unstable=0,...", plus
  * "alerts=N" while alerts are on),
  * X-Otaml-Ml-Latency-Us. Matches otaml_checkin_extra_fn (ctx is the otaml_ml_t). */

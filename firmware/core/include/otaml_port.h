@@ -200,6 +200,31 @@ otaml_status_t otaml_port_ml_load(const uint8_t *model, size_t len, size_t arena
 /** Run the loaded model on int8 input. @return OTAML_OK, OTAML_ERR_STATE (no model), OTAML_ERR_IO. */
 otaml_status_t otaml_port_ml_invoke(const int8_t *in, size_t n_in, int8_t *out, size_t n_out);
 
+/* ---- MQTT (predictions; Kconfig OTAML_MQTT on the device, libmosquitto on the host) ---- */
+
+typedef struct {
+    const char *url;       /* (mqtt|mqtts)://HOST(:PORT)?, already judged by otaml_config_mqtt_url_ok */
+    const char *client_id; /* the device id */
+    const char *username;  /* NULL: none (NVS key mqtt_user) */
+    const char *password;  /* NULL: none (NVS key mqtt_pass) */
+} otaml_mqtt_conn_t;
+
+/**
+ * Start a client that connects to conn->url and keeps reconnecting in the background; returns at once
+ * (a broker that is down now is not an error). mqtts pins a CA (ports document which). The strings are
+ * copied or outlive the client.
+ * @return OTAML_OK; OTAML_ERR_STATE (a client runs already, or this build has no MQTT client);
+ *         OTAML_ERR_INVALID_ARG (the URL, or TLS without a CA); OTAML_ERR_NO_MEM.
+ */
+otaml_status_t otaml_port_mqtt_start(const otaml_mqtt_conn_t *conn);
+/** Whether the client is connected to its broker now. */
+bool otaml_port_mqtt_connected(void);
+/** Publish with QoS 0, not retained. May wait for the network (call it from the publisher task only).
+ * @return OTAML_OK, OTAML_ERR_TRANSPORT (not connected, or the send failed), OTAML_ERR_STATE (no client). */
+otaml_status_t otaml_port_mqtt_publish(const char *topic, const char *payload, size_t len);
+/** Disconnect and free the client. Always safe to call. */
+void otaml_port_mqtt_stop(void);
+
 /* ---- sensors ---- */
 
 /**

@@ -218,7 +218,9 @@ bool otaml_ml_health_check(otaml_ml_t *ml, char *detail, size_t size)
     return true;
 }
 
-int otaml_ml_step(otaml_ml_t *ml, const float *sample)
+int otaml_ml_step(otaml_ml_t *ml, const float *sample) { return otaml_ml_step_scores(ml, sample, NULL, NULL, NULL); }
+
+int otaml_ml_step_scores(otaml_ml_t *ml, const float *sample, int8_t *scores, uint32_t *seq, uint32_t *latency_us)
 {
     if (!ml->loaded) return -1;
     const otaml_model_card_t *c = &ml->card;
@@ -226,13 +228,17 @@ int otaml_ml_step(otaml_ml_t *ml, const float *sample)
     otaml_ml_quantize(c, sample, q);
     uint64_t t0 = otaml_port_uptime_us();
     if (otaml_port_ml_invoke(q, (size_t)c->n_features, out, (size_t)c->n_labels) != OTAML_OK) return -1;
-    atomic_store(&ml->last_latency_us, (unsigned)(otaml_port_uptime_us() - t0));
+    unsigned latency = (unsigned)(otaml_port_uptime_us() - t0);
+    atomic_store(&ml->last_latency_us, latency);
     int best = 0;
     for (int i = 1; i < c->n_labels; i++) {
         if (out[i] > out[best]) best = i;
     }
     atomic_fetch_add(&ml->counts[best], 1);
-    atomic_fetch_add(&ml->inferences, 1);
+    unsigned n = atomic_fetch_add(&ml->inferences, 1);
+    if (scores != NULL) memcpy(scores, out, (size_t)c->n_labels);
+    if (seq != NULL) *seq = n;
+    if (latency_us != NULL) *latency_us = latency;
     int threshold = atomic_load(&ml->alert_threshold);
     if (best != 0 && threshold >= 0 && (out[best] + 128) * 100 >= threshold * 256) {
         atomic_fetch_add(&ml->alerts, 1);

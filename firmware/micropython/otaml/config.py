@@ -10,12 +10,72 @@ properties of PROPERTIES (mirrored in server/otaml/fleet/config.py).
 
 from otaml import jsonr, protocol as P, rules, sig
 
-# name: (low, high), sorted by name (the applied form lists them in this order)
+MAX_MQTT_URL = 100
+MAX_MQTT_PREFIX = 48
+_ALNUM = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_HEX = "0123456789abcdefABCDEF"
+
+
+def mqtt_url_ok(s):
+    """(mqtt|mqtts)://HOST(:PORT)?, at most 100 bytes: otaml_config_mqtt_url_ok, step for step."""
+    if len(s) > MAX_MQTT_URL:
+        return False
+    if s.startswith("mqtt://"):
+        i = 7
+    elif s.startswith("mqtts://"):
+        i = 8
+    else:
+        return False
+    n = len(s)
+    if i < n and s[i] == "[":
+        i += 1
+        start = i
+        while i < n and (s[i] in _HEX or s[i] in ":."):
+            i += 1
+        if i == start or i >= n or s[i] != "]":
+            return False
+        i += 1
+    else:
+        if i >= n or s[i] not in _ALNUM:
+            return False
+        while i < n and (s[i] in _ALNUM or s[i] in ".-"):
+            i += 1
+    if i == n:
+        return True
+    if s[i] != ":":
+        return False
+    digits = s[i + 1:]
+    return 1 <= len(digits) <= 5 and all(c in "0123456789" for c in digits) and digits[0] != "0" and int(digits) <= 65535
+
+
+def mqtt_prefix_ok(s):
+    """1 to 48 bytes of topic levels [A-Za-z0-9._-]+ joined by single slashes."""
+    if not 1 <= len(s) <= MAX_MQTT_PREFIX:
+        return False
+    for level in s.split("/"):
+        if not level or not all(c in _ALNUM or c in "._-" for c in level):
+            return False
+    return True
+
+
+# name: (low, high) for an integer, or the rule a string must pass; sorted by name (the applied form
+# lists them in this order)
 PROPERTIES = {
     "alert_threshold": (0, 100),
     "ml_interval_ms": (10, 3600000),
+    "mqtt_enabled": (0, 1),
+    "mqtt_prefix": mqtt_prefix_ok,
+    "mqtt_url": mqtt_url_ok,
 }
 NAMES = sorted(PROPERTIES)
+
+
+def accepts(name, value):
+    rule = PROPERTIES[name]
+    if callable(rule):
+        return type(value) is str and rule(value)
+    low, high = rule
+    return type(value) is int and low <= value <= high
 
 OK = "ok"
 TOO_LARGE = "too_large"
@@ -37,7 +97,7 @@ class Config:
 
     def applied(self):
         """"alert_threshold=80,ml_interval_ms=200": the X-Otaml-Config-Applied form, and how it is stored."""
-        return ",".join("%s=%d" % (n, self.values[n]) for n in NAMES if n in self.values)
+        return ",".join("%s=%s" % (n, self.values[n]) for n in NAMES if n in self.values)
 
     @classmethod
     def from_applied(cls, revision, text):
@@ -45,11 +105,17 @@ class Config:
         values = {}
         for item in text.split(",") if text else ():
             name, eq, value = item.partition("=")
-            if not eq or name not in PROPERTIES or not value or not value.lstrip("-").isdigit():
+            if not eq or name not in PROPERTIES:
+                return None
+            if callable(PROPERTIES[name]):
+                if not accepts(name, value):
+                    return None
+                values[name] = value
+                continue
+            if not value or not value.lstrip("-").isdigit():
                 return None
             v = int(value)
-            low, high = PROPERTIES[name]
-            if not low <= v <= high:
+            if not accepts(name, v):
                 return None
             values[name] = v
         return cls(revision, values)
@@ -79,8 +145,7 @@ def verify(keyring, doc_b64, sig_b64, device_id, applied_revision):
     for name, value in props.items():
         if name not in PROPERTIES:
             continue  # a newer server's property
-        low, high = PROPERTIES[name]
-        if type(value) is not int or not low <= value <= high:
+        if not accepts(name, value):
             return PARSE, None
         values[name] = value
     return OK, Config(revision, values)

@@ -27,7 +27,7 @@ from otaml.dashboard import pages as dashboard_pages
 from otaml.dashboard import routes as dashboard_routes
 from otaml.core.db import init_db, make_engine
 from otaml.models import Release
-from otaml.ops import housekeeping
+from otaml.ops import housekeeping, mqtt
 from otaml.ops import metrics as ops_metrics
 from otaml.ops import webhooks as ops_webhooks
 from otaml.releases.publishing import rebuild_mirror
@@ -102,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with Session(engine) as session:
             rebuild_mirror(session, ctx.store, ctx.mirror)
         app.state.ctx = ctx
+        ctx.checkins.on_written = mqtt.checkins_written  # ML deltas and device state, after each flush commits
+        mqtt.start(settings)
         flusher = asyncio.create_task(_flush_loop(ctx))
         evaluator = asyncio.create_task(_rollout_loop(ctx))
         ops = asyncio.create_task(_ops_loop(ctx))
@@ -114,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             _final_flush(ctx)  # no answered check-in is lost to a clean stop
+            await run_in_threadpool(mqtt.stop)  # what is queued goes out if the broker is there (bounded wait)
             engine.dispose()
 
     app = FastAPI(title="otaml release server", version=__version__, lifespan=lifespan, responses=errors.ERROR_RESPONSES)

@@ -192,7 +192,7 @@ class ReleaseClient:
     def config_layers(self) -> dict[str, Any]:
         return self._request("GET", "/api/config")
 
-    def set_config(self, scope: str, name: str, properties: dict[str, int]) -> dict[str, Any]:
+    def set_config(self, scope: str, name: str, properties: dict[str, int | str]) -> dict[str, Any]:
         return self._request("PUT", f"/api/config/{_seg(scope)}/{_seg(name)}", json=properties)
 
     def delete_config(self, scope: str, name: str) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -83,6 +84,9 @@ class Demo:
     say: Callable[[str], None]
     procs: list[subprocess.Popen] = field(default_factory=list)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))  # this demo server's admin token
+    mqtt_url: str | None = None  # a broker for predictions and fleet events (release demo --mqtt)
+    mqtt_user: str | None = None
+    mqtt_pass: str | None = None
 
     @property
     def url(self) -> str:
@@ -114,6 +118,9 @@ class Demo:
             OTAML_POLL_INTERVAL="5", OTAML_DASHBOARD_PUBLIC="true",
             OTAML_CONFIG_KEY_PATH=str(ROOT / "manifests" / "keys" / "test-config.pem"),
         )
+        if self.mqtt_url:
+            env.update(OTAML_MQTT_URL=self.mqtt_url, OTAML_MQTT_USERNAME=self.mqtt_user or "",
+                       OTAML_MQTT_PASSWORD=self.mqtt_pass or "")
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - owned by the process
         self.procs.append(subprocess.Popen(
             [sys.executable, "-m", "otaml.cli.main", "serve", "--port", str(self.port), "--log-level", "warning"],
@@ -129,6 +136,24 @@ class Demo:
             except httpx.TransportError:
                 time.sleep(0.2)
         raise DemoError(f"the server did not answer on port {self.port} within 30 s (port taken? pass --port)")
+
+    def _mqtt_credentials(self) -> list[str]:
+        out = []
+        if self.mqtt_url and self.mqtt_user:
+            out += ["--mqtt-user", self.mqtt_user]
+        if self.mqtt_url and self.mqtt_pass:
+            out += ["--mqtt-pass", self.mqtt_pass]
+        return out
+
+    def mosquitto_sub(self) -> str:
+        """The command that shows the demo's stream: predictions and the fleet's events."""
+        from otaml.ops.mqtt import split_url
+
+        host, port, tls = split_url(self.mqtt_url or "")
+        auth = f" -u {shlex.quote(self.mqtt_user)}" if self.mqtt_user else ""
+        auth += " -P '...'" if self.mqtt_pass else ""
+        return (f"mosquitto_sub -h {host} -p {port}{' --capath /etc/ssl/certs' if tls else ''}{auth} -v "
+                f"-t 'otaml/devices/+/inference' -t 'otaml/fleet/#'")
 
     def verify_own_server(self) -> None:
         """The server on the port is the one this demo started: it is alive and accepts this demo's
@@ -206,10 +231,16 @@ class Demo:
                 log = open(flash.with_suffix(".log"), "ab")  # noqa: SIM115 - owned by the process
                 self.procs.append(subprocess.Popen(
                     [str(sim), "--flash", str(flash), "run", "--server", self.url, "--device-id", device_id,
-                     "--token", token, "--interval-ms", "3000", "--ml-interval-ms", "100", "--rssi", str(-48 - 3 * i)],
+                     "--token", token, "--interval-ms", "3000", "--ml-interval-ms", "100", "--rssi", str(-48 - 3 * i),
+                     *self._mqtt_credentials()],
                     stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OTAML_SIM_PYTHON": sys.executable},
                 ))
-            client.set_config("channel", "stable", {"ml_interval_ms": 100, "alert_threshold": 80})
+            config: dict[str, int | str] = {"ml_interval_ms": 100, "alert_threshold": 80}
+            if self.mqtt_url:
+                config.update(mqtt_enabled=1, mqtt_url=self.mqtt_url, mqtt_prefix="otaml/devices")
+            client.set_config("channel", "stable", config)
+            if self.mqtt_url:
+                self.say(f"MQTT stream: {self.mosquitto_sub()}")
             self.say(f"dashboard: {self.url}/dashboard  (log in with {self.token!r} to pause, resume or abort)")
             self.say(f"the fleet runs 1.1; in {pace:g} s 1.2 rolls out: its model was retrained on a bench whose "
                      f"plate-voltage divider read 20 % high")

@@ -12,6 +12,7 @@ from rich.table import Table
 from otaml.cli.client import ReleaseClient
 from otaml.cli.options import err, json_option, out, server_option, token_option
 from otaml.core.errors import NotFoundError
+from otaml.fleet import config as desired_config
 
 
 def _percent_list(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
@@ -278,7 +279,7 @@ def device_state(device_id: str, server: str, token: str, as_json: bool) -> None
     out.print(table)
 
 
-def _props(p: dict[str, int] | None) -> str:
+def _props(p: dict[str, int | str] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in p.items()) if p else "-"
 
 
@@ -287,13 +288,18 @@ def config() -> None:
     """Desired configuration per channel, tag or device, delivered signed with each poll."""
 
 
-def _assignment(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> dict[str, int]:
-    props = {}
+def _assignment(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> dict[str, int | str]:
+    """NAME=INTEGER, or NAME=TEXT for a string property (mqtt_url, mqtt_prefix); the server judges the values."""
+    props: dict[str, int | str] = {}
     for item in value:
-        name, sep, number = item.partition("=")
-        if not sep or not re.fullmatch(r"-?[0-9]{1,12}", number):
-            raise click.BadParameter(f"expected NAME=INTEGER, got {item[:60]!r}")
-        props[name] = int(number)
+        name, sep, text = item.partition("=")
+        prop = desired_config.PROPERTIES.get(name)
+        if sep and prop is not None and prop.rule is not None:
+            props[name] = text
+            continue
+        if not sep or not re.fullmatch(r"-?[0-9]{1,12}", text):
+            raise click.BadParameter(f"expected NAME=INTEGER (or NAME=TEXT for mqtt_url, mqtt_prefix), got {item[:60]!r}")
+        props[name] = int(text)
     return props
 
 
@@ -303,7 +309,7 @@ def _assignment(_ctx: click.Context, _param: click.Parameter, value: tuple[str, 
 @click.argument("properties", nargs=-1, required=True, callback=_assignment)
 @server_option
 @token_option
-def config_set(scope: str, name: str, properties: dict[str, int], server: str, token: str) -> None:
+def config_set(scope: str, name: str, properties: dict[str, int | str], server: str, token: str) -> None:
     """Set a layer: `release config set channel stable ml_interval_ms=500 alert_threshold=80`."""
     with ReleaseClient(server, token) as client:
         layer = client.set_config(scope, name, properties)

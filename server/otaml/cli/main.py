@@ -234,6 +234,14 @@ def events(device_id: str, limit: int, server: str, token: str, as_json: bool) -
     out.print(table)
 
 
+def _mqtt_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from otaml.manifest import rules
+
+    if value is not None and not rules.mqtt_url_ok(value):
+        raise click.BadParameter(f"expected (mqtt|mqtts)://HOST(:PORT)?, got {value[:100]!r}")
+    return value
+
+
 @cli.command()
 @click.option("--devices", type=click.IntRange(1, 64), default=12, show_default=True, help="Simulated devices to run.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
@@ -244,15 +252,23 @@ def events(device_id: str, limit: int, server: str, token: str, as_json: bool) -
 @click.option("--until-done", is_flag=True, help="Stop as soon as the second rollout is done, halted or aborted (--duration caps it).")
 @click.option("--pace", type=click.FloatRange(1, 600), default=20.0, show_default=True,
               help="Seconds between the demo's steps and of soak in each ring (lower it to watch less).")
-def demo(devices: int, port: int | None, data_dir: Path, duration: float | None, until_done: bool, pace: float) -> None:
+@click.option("--mqtt", "mqtt_url", default=None, callback=_mqtt_url, metavar="URL",
+              help="A broker (mqtt://HOST:PORT) for the devices' predictions and the server's fleet events; "
+                   "prints the mosquitto_sub command that shows them.")
+@click.option("--mqtt-user", default=None, help="Broker user name (with --mqtt).")
+@click.option("--mqtt-pass", default=None, help="Broker password (with --mqtt).")
+def demo(devices: int, port: int | None, data_dir: Path, duration: float | None, until_done: bool, pace: float,
+         mqtt_url: str | None, mqtt_user: str | None, mqtt_pass: str | None) -> None:
     """Run a server and a fleet of simulated devices: a build whose model sees the field differently
     halts in its first ring on the ML gate, then the fixed build rolls out to done.
 
     It starts its own server and talks to nothing else: a port in use is refused."""
     from otaml.cli.demo import Demo, pick_port
 
-    say = lambda text: err.print(f"demo: {text}")  # noqa: E731
-    d = Demo(data_dir=data_dir, port=pick_port(port, say), devices=devices, say=say)
+    # one line per message, as written (a printed command stays copy-pasteable; "[::1]" is not markup)
+    say = lambda text: err.print(f"demo: {text}", soft_wrap=True, markup=False, highlight=False)  # noqa: E731
+    d = Demo(data_dir=data_dir, port=pick_port(port, say), devices=devices, say=say, mqtt_url=mqtt_url,
+             mqtt_user=mqtt_user, mqtt_pass=mqtt_pass)
     try:
         summary = d.run(duration, until_done=until_done, pace=pace)
     finally:

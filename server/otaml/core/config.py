@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from otaml.manifest import rules
 from otaml.manifest.format import DEFAULT_CHANNEL, SUPPORTED_CHIPS
 
 INSECURE_ADMIN_TOKEN = "changethis"
@@ -61,11 +62,27 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(8, ge=1, le=30)
     webhook_timeout: float = Field(5.0, gt=0, le=60)  # seconds per delivery attempt
     housekeeping_interval: float = Field(60.0, ge=0.2, le=3600)  # seconds between pruning and expiry checks
+    # MQTT bridge (ops/mqtt.py): fleet events to the operator's broker; empty URL: off.
+    mqtt_url: str = Field("", max_length=100)  # mqtt://HOST:PORT or mqtts://HOST:PORT (the devices' rule)
+    mqtt_username: str = Field("", max_length=256)
+    mqtt_password: str = Field("", max_length=256)
+    mqtt_ca_file: Path | None = None  # the CA mqtts pins; empty: the system's
+    mqtt_client_id: str = Field("", max_length=64)  # empty: otaml-server-<thread>-<start time>
+    mqtt_prefix: str = "otaml/fleet"  # topics PREFIX/devices/ID/{state,events,ml} and PREFIX/rollouts/ID
+    mqtt_queue: int = Field(10_000, ge=10, le=1_000_000)  # messages held while the broker is away; oldest dropped
+    mqtt_qos: int = Field(1, ge=0, le=1)
+    mqtt_reconnect_max: float = Field(60.0, ge=1, le=3600)  # seconds: reconnect backoff doubles from 1 s up to this
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:
         if self.chip not in SUPPORTED_CHIPS:
             raise ValueError(f"OTAML_CHIP: expected one of {', '.join(SUPPORTED_CHIPS)}, got {self.chip!r}")
+        if self.mqtt_url and not rules.mqtt_url_ok(self.mqtt_url):
+            raise ValueError(f"OTAML_MQTT_URL: expected (mqtt|mqtts)://HOST(:PORT)? (credentials in OTAML_MQTT_USERNAME "
+                             f"and OTAML_MQTT_PASSWORD), got {self.mqtt_url[:100]!r}")
+        if not rules.mqtt_prefix_ok(self.mqtt_prefix):
+            raise ValueError(f"OTAML_MQTT_PREFIX: expected topic levels [A-Za-z0-9._-]+ joined by single slashes "
+                             f"(at most {rules.MAX_MQTT_PREFIX_BYTES} bytes), got {self.mqtt_prefix[:60]!r}")
         weak = self.admin_token == INSECURE_ADMIN_TOKEN or len(self.admin_token) < 16
         if weak:
             message = (

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 
@@ -64,6 +65,8 @@ class CheckinBuffer:
         self._polls: dict[str, int] = {}  # polls per device since the last flush
         self.dropped = 0  # check-ins the database refused even alone
         self.written = 0  # check-ins stored (one per device per flush: the newest report)
+        # Called after a batch commits, with each device's ML counter delta (ops/mqtt.py); never on the poll path.
+        self.on_written: Callable[[list[Checkin], dict[str, tuple[dict[str, int], bool]]], None] | None = None
 
     def record(self, checkin: Checkin) -> None:
         with self._lock:
@@ -82,7 +85,7 @@ class CheckinBuffer:
                 return 0
             items = list(batch.values())
             try:
-                _write(engine, items, polls)
+                self._written(items, _write(engine, items, polls))
                 self.written += len(items)
                 return len(items)
             except TRANSIENT:
@@ -93,7 +96,7 @@ class CheckinBuffer:
             written = 0
             for i, checkin in enumerate(items):
                 try:
-                    _write(engine, [checkin], polls)
+                    self._written([checkin], _write(engine, [checkin], polls))
                     written += 1
                     self.written += 1
                 except TRANSIENT:
@@ -103,6 +106,13 @@ class CheckinBuffer:
                     self.dropped += 1
                     log.error("dropped the check-in of device %.64r: %s", checkin.device_id, _short(e))
             return written
+
+    def _written(self, items: list[Checkin], deltas: dict[str, tuple[dict[str, int], bool]]) -> None:
+        if self.on_written is not None:
+            try:
+                self.on_written(items, deltas)
+            except Exception:  # a listener's bug must not put stored check-ins back
+                log.exception("check-in listener failed")
 
     def pending(self) -> int:
         with self._lock:
@@ -119,7 +129,7 @@ def _short(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
 
 
-def _write(engine: Engine, items: list[Checkin], polls: dict[str, int]) -> None:
+def _write(engine: Engine, items: list[Checkin], polls: dict[str, int]) -> dict[str, tuple[dict[str, int], bool]]:
     rows = [{**asdict(c), "b_device_id": c.device_id} for c in items]
     # Several server processes flush into one database: a report older than the stored one (it
     # reached another process later) must not overwrite it.
@@ -136,7 +146,7 @@ def _write(engine: Engine, items: list[Checkin], polls: dict[str, int]) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         prior = history.lock_prior(conn, [c.device_id for c in items])  # before the rows change
         conn.execute(stmt.execution_options(synchronize_session=False), rows)
-        history.record_checkins(conn, items, prior, polls)
+        return history.record_checkins(conn, items, prior, polls)
 
 
 # Every Checkin field but the key is a Device column of the same name.

@@ -29,48 +29,72 @@ class ConfigValueError(OtamlError):
     status = 422
 
 
+Value = int | str
+
+
 @dataclass(frozen=True)
 class Property:
+    """An integer within low..high, or (``rule`` set) a string the rule accepts whole."""
+
     name: str
     low: int
     high: int
     help: str
+    rule: Callable[[str], bool] | None = None
+    expected: str = ""
+
+    def accepts(self, value: object) -> bool:
+        """As the device judges a value (otaml_config.c): exact JSON types, no coercion."""
+        if self.rule is not None:
+            return type(value) is str and self.rule(value)
+        return type(value) is int and self.low <= value <= self.high
+
+    def describe(self) -> str:
+        return self.expected if self.rule is not None else f"an integer from {self.low} to {self.high}"
 
 
-# Mirrored in firmware/core/include/otaml_config.h (a test keeps them in step).
+# Mirrored in firmware/core/src/otaml_config.c and firmware/micropython/otaml/config.py (tests keep
+# them in step; the adversarial corpus holds each rule's edges).
 PROPERTIES = {
     p.name: p
     for p in [
         Property("ml_interval_ms", 10, 3_600_000, "milliseconds between inferences of the ML task"),
         Property("alert_threshold", 0, 100, "percent confidence of a non-healthy class that raises an alert"),
+        Property("mqtt_enabled", 0, 1, "1: publish every prediction to the MQTT broker, 0: do not"),
+        Property("mqtt_url", 0, 0, "the MQTT broker predictions go to", rules.mqtt_url_ok,
+                 f"a broker URL (mqtt|mqtts)://HOST(:PORT)? of at most {rules.MAX_MQTT_URL_BYTES} bytes "
+                 "(no user info: credentials live in the device's NVS)"),
+        Property("mqtt_prefix", 0, 0, "topic prefix: predictions go to PREFIX/DEVICE/inference", rules.mqtt_prefix_ok,
+                 f"1 to {rules.MAX_MQTT_PREFIX_BYTES} bytes of topic levels [A-Za-z0-9._-]+ joined by single slashes"),
     ]
 }
 MAX_DOCUMENT_BYTES = 512
 
 
-def validate(properties: Mapping[str, object]) -> dict[str, int]:
-    """Raises ConfigValueError naming the property, the range and what arrived."""
-    out = {}
+def validate(properties: Mapping[str, object]) -> dict[str, Value]:
+    """Raises ConfigValueError naming the property, the rule and what arrived."""
+    out: dict[str, Value] = {}
     for name, value in properties.items():
         prop = PROPERTIES.get(name)
         if prop is None:
-            raise ConfigValueError(f"expected one of the properties {', '.join(PROPERTIES)}, got {name!r}")
-        if isinstance(value, bool) or not isinstance(value, int) or not prop.low <= value <= prop.high:
-            raise ConfigValueError(f"{name}: expected an integer from {prop.low} to {prop.high}, got {value!r}")
-        out[name] = value
+            raise ConfigValueError(f"expected one of the properties {', '.join(PROPERTIES)}, got {name[:40]!r}")
+        if not prop.accepts(value):
+            shown = value[:120] if isinstance(value, str) else value
+            raise ConfigValueError(f"{name}: expected {prop.describe()}, got {shown!r}")
+        out[name] = value  # type: ignore[assignment]
     return dict(sorted(out.items()))
 
 
-def merge(layers: Iterable[Mapping[str, int] | None]) -> dict[str, int]:
+def merge(layers: Iterable[Mapping[str, Value] | None]) -> dict[str, Value]:
     """Later layers win: channel, then each of the device's tags (sorted), then the device."""
-    out: dict[str, int] = {}
+    out: dict[str, Value] = {}
     for layer in layers:
         if layer:
             out.update(layer)
     return dict(sorted(out.items()))
 
 
-def document(device_id: str, revision: int, properties: Mapping[str, int]) -> bytes:
+def document(device_id: str, revision: int, properties: Mapping[str, Value]) -> bytes:
     body = json.dumps(
         {"device_id": device_id, "revision": revision, "properties": dict(sorted(properties.items()))},
         separators=(",", ":"),
@@ -84,15 +108,24 @@ def document(device_id: str, revision: int, properties: Mapping[str, int]) -> by
     return body
 
 
-def parse_reported(value: str) -> dict[str, int]:
-    """'alert_threshold=80,ml_interval_ms=200' from a check-in. Raises ValueError."""
-    out = {}
+def parse_reported(value: str) -> dict[str, Value]:
+    """'alert_threshold=80,ml_interval_ms=200,mqtt_url=mqtt://broker:1883' from a check-in (string values
+    never hold ',' or '='). Raises ValueError."""
+    out: dict[str, Value] = {}
     for pair in value.split(","):
-        name, _, number = pair.partition("=")
-        value = parse_uint(number, 10**10 - 1)  # ASCII digits only; ranges are the firmware's business here
-        if name not in PROPERTIES or value is None:
+        name, _, text = pair.partition("=")
+        prop = PROPERTIES.get(name)
+        if prop is None:
             raise ValueError(pair[:40])
-        out[name] = value
+        if prop.rule is not None:
+            if not prop.rule(text):
+                raise ValueError(pair[:40])
+            out[name] = text
+            continue
+        number = parse_uint(text, 10**10 - 1)  # ASCII digits only; ranges are the firmware's business here
+        if number is None:
+            raise ValueError(pair[:40])
+        out[name] = number
     return dict(sorted(out.items()))
 
 
@@ -121,7 +154,7 @@ class SignedConfigCache:
         self._limit = limit
         self._docs: dict[tuple[str, int], tuple[str, str]] = {}
 
-    def get(self, device_id: str, revision: int, properties: Callable[[], Mapping[str, int]]) -> tuple[str, str]:
+    def get(self, device_id: str, revision: int, properties: Callable[[], Mapping[str, Value]]) -> tuple[str, str]:
         hit = self._docs.get((device_id, revision))
         if hit is None:
             if len(self._docs) >= self._limit:

@@ -128,11 +128,14 @@ def ml_delta(new: dict[str, int], old: dict[str, int] | None, restarted: bool) -
     return {k: v - old.get(k, 0) for k, v in new.items() if v - old.get(k, 0) > 0}, False
 
 
-def record_checkins(conn: Connection, items: Iterable[Checkin], prior: dict[str, Prior], polls: dict[str, int]) -> None:
-    """Add a flushed batch to the history tables (same transaction as the device rows)."""
+def record_checkins(conn: Connection, items: Iterable[Checkin], prior: dict[str, Prior],
+                    polls: dict[str, int]) -> dict[str, tuple[dict[str, int], bool]]:
+    """Add a flushed batch to the history tables (same transaction as the device rows). Returns each
+    device's ML counter delta and whether it restarted (for the MQTT bridge)."""
     buckets: dict[tuple[int, int, str, str], _Bucket] = defaultdict(_Bucket)
     classes: dict[tuple[int, int, str, str, str], int] = defaultdict(int)
     hours: dict[tuple[str, int], _DeviceHour] = {}
+    deltas: dict[str, tuple[dict[str, int], bool]] = {}
     for c in items:
         ts = epoch(c.last_seen)
         version = c.version or ""
@@ -170,6 +173,7 @@ def record_checkins(conn: Connection, items: Iterable[Checkin], prior: dict[str,
                 b.latency_n += 1
             for label, count in delta.items():
                 classes[(res, start, c.channel, version, label)] += count
+        deltas[c.device_id] = (delta, restarted)
         dh.version = version
         dh.reboots += int(restarted)
         for label, count in delta.items():
@@ -191,6 +195,7 @@ def record_checkins(conn: Connection, items: Iterable[Checkin], prior: dict[str,
     ckeys = ("resolution", "start", "channel", "version", "label")
     crows = [{**dict(zip(ckeys, k)), "count": n} for k, n in sorted(classes.items()) if n > 0]
     upsert_add(conn, CLASS, ckeys, crows, ("count",))
+    return deltas
 
 
 def _write_device_hours(conn: Connection, hours: dict[tuple[str, int], _DeviceHour]) -> None:

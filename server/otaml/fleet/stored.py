@@ -46,5 +46,16 @@ def counts(text: object, column: str = "counts") -> dict[str, int] | None:
     return None
 
 
+def properties(text: object, column: str = "reported_config") -> dict[str, int | str] | None:
+    """A JSON object of name -> integer or string (a reported configuration), None if absent or bad."""
+    if text is None:
+        return None
+    value = _loads(text) if isinstance(text, str) else None
+    if isinstance(value, dict) and all(type(v) in (int, str) for v in value.values()):
+        return dict(value)
+    _bad(column, text)
+    return None
+
+
 def dump_tags(values: list[str]) -> str:
     return json.dumps(sorted(set(values)))

@@ -33,7 +33,7 @@ def device_state(policy: FleetPolicy, device: Device) -> DeviceState:
         desired, because = choice.version, choice.because
     desired_config = policy.desired_config(device.channel, device.device_id)
     revision = policy.revision[1]
-    reported = stored.counts(device.reported_config, "reported_config")
+    reported = stored.properties(device.reported_config)
     return DeviceState(
         device_id=device.device_id,
         desired_version=desired,

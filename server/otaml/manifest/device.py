@@ -121,7 +121,7 @@ def policy(m: rules.ManifestFields, ctx: DeviceContext) -> tuple[str, str]:
 
 
 def judge_config(doc_b64: str | bytes, signature_b64: str | bytes, keys: Sequence[ec.EllipticCurvePublicKey],
-                 device_id: str, applied_revision: int) -> tuple[str, dict[str, int]]:
+                 device_id: str, applied_revision: int) -> tuple[str, dict[str, int | str]]:
     """(status, properties applied) for a desired-config document, as otaml_config_verify decides:
     "ok", "too_large", "signature", "parse", "wrong_device" or "stale"; the properties only for "ok"."""
     from otaml.fleet.config import MAX_DOCUMENT_BYTES, PROPERTIES  # fleet imports this package
@@ -150,7 +150,7 @@ def judge_config(doc_b64: str | bytes, signature_b64: str | bytes, keys: Sequenc
         prop = PROPERTIES.get(name)
         if prop is None:
             continue  # a newer server's property: ignored, whatever its value
-        if type(value) is not int or not prop.low <= value <= prop.high:
+        if not prop.accepts(value):
             return "parse", {}
         applied[name] = value
     return "ok", dict(sorted(applied.items()))

@@ -29,6 +29,23 @@ CHIP = re.compile(r"[a-z0-9]{1,15}")
 CHANNEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 KEY_ID = re.compile(r"[0-9a-f]{16}")
 DEVICE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# Desired-config strings (otaml_config.c: otaml_config_mqtt_url_ok, otaml_config_mqtt_prefix_ok).
+MAX_MQTT_URL_BYTES = 100
+MAX_MQTT_PREFIX_BYTES = 48
+MQTT_URL = re.compile(r"mqtts?://(?:[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[1-9][0-9]{0,4}))?")
+MQTT_PREFIX = re.compile(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
+
+
+def mqtt_url_ok(value: str) -> bool:
+    """A broker URL (mqtt|mqtts)://HOST(:PORT)? of at most 100 bytes, PORT 1..65535: no user info (the
+    device's credentials live in its NVS), no path."""
+    m = MQTT_URL.fullmatch(value)
+    return m is not None and len(value) <= MAX_MQTT_URL_BYTES and (m["port"] is None or int(m["port"]) <= 65535)
+
+
+def mqtt_prefix_ok(value: str) -> bool:
+    """1 to 48 bytes of topic levels [A-Za-z0-9._-]+ joined by single slashes: no wildcard, no $ topic."""
+    return MQTT_PREFIX.fullmatch(value) is not None and len(value) <= MAX_MQTT_PREFIX_BYTES
 
 
 @dataclass(frozen=True)

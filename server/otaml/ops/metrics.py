@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from otaml.models import Device, Release, Rollout, RolloutState, WebhookDelivery
+from otaml.ops import mqtt
 
 log = logging.getLogger("otaml.metrics")
 STALE_S = 120.0
@@ -87,6 +88,8 @@ COUNTERS = {
     "not_modified": ("otaml_polls_not_modified", "Polls answered 304 Not Modified"),
     "checkins_written": ("otaml_checkins_written", "Check-ins stored by the batched flush (newest report per device per flush)"),
     "checkins_dropped": ("otaml_checkins_dropped", "Check-ins the database refused even alone (logged one by one)"),
+    "mqtt_published": ("otaml_mqtt_published", "Messages the MQTT bridge handed to its broker"),
+    "mqtt_dropped": ("otaml_mqtt_dropped", "Messages the MQTT bridge dropped, oldest first, while its queue was full (broker away or slow)"),
 }
 
 
@@ -96,8 +99,10 @@ class OtamlCollector(Collector):
 
     def own(self) -> dict[str, int]:
         c = self.ctx.counters
+        bridge = mqtt.bridge()
         return {"polls": c.polls, "not_modified": c.not_modified, "checkins_written": self.ctx.checkins.written,
-                "checkins_dropped": self.ctx.checkins.dropped}
+                "checkins_dropped": self.ctx.checkins.dropped, "mqtt_published": bridge.published if bridge else 0,
+                "mqtt_dropped": bridge.dropped if bridge else 0}
 
     def collect(self):  # type: ignore[no-untyped-def]
         processes = [(self.ctx.snapshots.name, self.own()), *self.ctx.snapshots.others()]
@@ -109,6 +114,13 @@ class OtamlCollector(Collector):
         pending = GaugeMetricFamily("otaml_checkins_pending", "Check-ins waiting for this process's next flush")
         pending.add_metric([], self.ctx.checkins.pending())
         yield pending
+        if (bridge := mqtt.bridge()) is not None:
+            queued = GaugeMetricFamily("otaml_mqtt_pending", "Messages waiting in this process's MQTT bridge queue")
+            queued.add_metric([], bridge.pending())
+            yield queued
+            up = GaugeMetricFamily("otaml_mqtt_connected", "1 while this process's MQTT bridge is connected to its broker")
+            up.add_metric([], int(bridge.connected))
+            yield up
         yield from _database(self.ctx.engine)
 
 

@@ -107,7 +107,7 @@ class FleetPolicy:
         version, manifest = self.baselines.get(channel, (None, None))
         return Choice(manifest, "baseline", version)
 
-    def desired_config(self, channel: str | None, device_id: str) -> dict[str, int]:
+    def desired_config(self, channel: str | None, device_id: str) -> dict[str, int | str]:
         tag_layers = [self.layers.get((ConfigScope.TAG, t)) for t in sorted(self.device_tags(device_id))]
         return cfg.merge(
             [self.layers.get((ConfigScope.CHANNEL, channel or "")), *tag_layers, self.layers.get((ConfigScope.DEVICE, device_id))]

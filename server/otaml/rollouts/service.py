@@ -25,7 +25,7 @@ from otaml.models import (
     WebhookEvent,
 )
 from otaml.releases.publishing import latest_release, newest_manifest
-from otaml.ops import webhooks
+from otaml.ops import mqtt, webhooks
 from otaml.rollouts import mlgate
 from otaml.rollouts.progress import Decision, decide, first_new_bucket, measure
 from otaml.rollouts.rings import entry_bound
@@ -143,6 +143,7 @@ def start(session: Session, spec: RolloutCreate) -> Rollout:
     session.commit()
     session.refresh(rollout)
     log.info("rollout %d of %s on %s started: rings %s", rollout.id, rollout.version, rollout.channel, rollout.rings)
+    _publish("started", rollout)
     return rollout
 
 
@@ -176,6 +177,7 @@ def act(session: Session, rollout_id: int, action: str) -> Rollout:
     session.commit()
     session.refresh(rollout)
     log.info("rollout %d of %s: %s -> %s", rollout.id, rollout.version, action, rollout.state)
+    _publish({"pause": "paused", "resume": "resumed", "abort": "aborted"}[action], rollout)
     return rollout
 
 
@@ -224,6 +226,28 @@ def _notify(session: Session, rollout: Rollout, decision: Decision, now: datetim
     webhooks.enqueue(session, event, f"{rollout.id}:{decision.stage}:{now.timestamp():.3f}", data, now)
 
 
+def _publish(event: str, rollout: Rollout, decision: Decision | None = None) -> None:
+    """The rollout's state change to the MQTT bridge (a queue append), after its commit."""
+    bridge = mqtt.bridge()
+    if bridge is None:
+        return
+    if decision is None:
+        bridge.rollout(event, rollout)
+    else:
+        bridge.rollout(event, rollout, state=decision.state.value, ring=decision.stage, halt_reason=decision.halt_reason or "")
+
+
+def _change(was: tuple[RolloutState, int], decision: Decision) -> str | None:
+    """The MQTT event of an evaluation's write: None for a ring that only widened or a rollout parked again."""
+    if decision.state != was[0] and decision.state in (RolloutState.HALTED, RolloutState.DONE):
+        return decision.state.value
+    if decision.stage > was[1]:
+        return "advanced"
+    if (was[0], decision.state) == (RolloutState.WAITING, RolloutState.RUNNING):
+        return "started"  # a first device matched: ring 0 starts now
+    return None
+
+
 def evaluate(engine: Engine, on_done: Callable[[Release], None] | None = None) -> list[str]:
     """Advance, halt, complete, start or park every running or waiting rollout. Safe to run in every
     server process at once: the write is a compare-and-set on (state, stage), so one process wins and
@@ -265,6 +289,8 @@ def evaluate(engine: Engine, on_done: Callable[[Release], None] | None = None) -
                 text = f"rollout {rollout.id} of {rollout.version} on {rollout.channel} {decision.describe(rollout)}"
             (log.warning if decision.state == RolloutState.HALTED else log.info)(text)
             changes.append(text)
+            if (event := _change(was, decision)) is not None:
+                _publish(event, rollout, decision)
             if decision.state == RolloutState.DONE and release is not None and on_done is not None:
                 on_done(release)
     return changes

@@ -34,14 +34,15 @@ router = APIRouter(prefix="/api/config", tags=["config"])
 def list_layers(session: SessionDep, _: AdminDep) -> dict[str, object]:
     layers = session.exec(select(ConfigLayer).order_by(ConfigLayer.scope, ConfigLayer.name)).all()
     return {
-        "properties": {p.name: {"min": p.low, "max": p.high, "help": p.help} for p in config.PROPERTIES.values()},
+        "properties": {p.name: ({"type": "string", "rule": p.expected, "help": p.help} if p.rule is not None
+                                else {"min": p.low, "max": p.high, "help": p.help}) for p in config.PROPERTIES.values()},
         "layers": [ConfigLayerPublic.model_validate(x, from_attributes=True) for x in layers],
     }
 
 
 @router.put("/{scope}/{name}", summary="Set a layer's properties (replaces the layer)")
 def set_layer(
-    scope: ConfigScope, name: str, properties: dict[str, int], session: SessionDep, ctx: ContextDep, audit: AuditDep
+    scope: ConfigScope, name: str, properties: dict[str, int | str], session: SessionDep, ctx: ContextDep, audit: AuditDep
 ) -> ConfigLayerPublic:
     audit.about("config.set", f"{scope} {name}"[:128], ", ".join(f"{k}={v}" for k, v in properties.items()))
     name = _checked_name(session, scope, name)

@@ -19,6 +19,7 @@ from otaml.fleet.protocol import EventKind, ResetReason
 from otaml.fleet.revision import bump_config, bump_policy
 from otaml.fleet.search import DeviceFilter, search
 from otaml.fleet.tokens import hash_token, new_token
+from otaml.ops import mqtt
 from otaml.fleet.twins import Drift, device_state
 from otaml.releases.polling import fleet_policy
 from otaml.rollouts import rings
@@ -273,6 +274,7 @@ def post_device_event(
     device = session.exec(select(Device).where(Device.device_id == device_id)).one()
     device.last_event, device.last_reason = event.kind, event.reason
     session.add(device)
+    channel = device.channel  # read before the commit expires the row
     history.record_outcome(session.connection(), channel=device.channel, version=event.version, kind=event.kind,
                            reason=event.reason, at=event.created_at)
     rolled_back = event.kind == EventKind.ROLLED_BACK
@@ -282,4 +284,7 @@ def post_device_event(
     if rolled_back:
         ctx.policy.invalidate()
     session.refresh(event)
+    if (bridge := mqtt.bridge()) is not None:  # a queue append: never waits for the broker
+        bridge.device_event(device_id, kind=event.kind, version=event.version, reason=event.reason, detail=event.detail,
+                            channel=channel, at=event.created_at)
     return DeviceEventPublic.model_validate(event, from_attributes=True)

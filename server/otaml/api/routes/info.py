@@ -7,7 +7,8 @@ from sqlmodel import select
 
 from otaml.api.deps import AdminDep, ContextDep, SessionDep
 from otaml.api.routes.channels import list_channel_states
-from otaml.models import ServerInfo, SigningKey
+from otaml.models import MqttBridgeInfo, ServerInfo, SigningKey
+from otaml.ops import mqtt
 from otaml.releases.publishing import next_manifest_version
 
 router = APIRouter(tags=["info"])
@@ -26,7 +27,16 @@ def server_info(session: SessionDep, ctx: ContextDep, _: AdminDep) -> ServerInfo
         config_key_id=ctx.config_docs.signer.key_id,
         config_public_key=ctx.config_docs.signer.public_pem,
         checkins_dropped=ctx.checkins.dropped,
+        mqtt=_mqtt_info(),
     )
+
+
+def _mqtt_info() -> MqttBridgeInfo | None:
+    bridge = mqtt.bridge()
+    if bridge is None:
+        return None
+    return MqttBridgeInfo(url=bridge.url, prefix=bridge.prefix, connected=bridge.connected, pending=bridge.pending(),
+                          published=bridge.published, dropped=bridge.dropped)
 
 
 @router.get("/healthz", summary="Liveness")
