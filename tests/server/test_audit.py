@@ -119,6 +119,14 @@ def test_every_admin_action_is_recorded_with_who_and_where(server, cli, make_ima
     assert pin_free["target"].startswith("rollout 1: 1.2 on stable") and "rings 1,10,50,100" in pin_free["detail"]
     assert not any(server.admin_token in json.dumps(e) for e in log)  # a fingerprint, never the token
 
+    # The CLI reads the same log, filtered: newest first, only what was asked for.
+    r = cli("audit", "--action", "rollout", "--json")
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(r.stdout)["data"]
+    assert [e["action"] for e in shown] == ["rollout.pause", "rollout.start"]
+    r = cli("audit", "--action", "device.revoke")
+    assert r.returncode == 0 and "aud-2" in r.stdout and "device.revoke" in r.stdout, r.stdout
+
 
 def test_a_refused_action_is_recorded_with_the_servers_sentence(server, cli, make_image):
     assert cli("publish", "1.1", str(make_image("1.1"))).returncode == 0

@@ -4,6 +4,7 @@ server processes on one database never count a check-in twice; old buckets are p
 
 from __future__ import annotations
 
+import json
 import itertools
 import random
 import time
@@ -92,7 +93,7 @@ def flushed(server, polls: int) -> None:
     wait_for(lambda: sum(v or 0 for v in history(server)["checkins"]["lines"]["polls"]) == polls, what=f"{polls} polls flushed")
 
 
-def test_a_device_that_reboots_is_counted_once_per_prediction(server):
+def test_a_device_that_reboots_is_counted_once_per_prediction(server, cli):
     dev = HttpDevice.enroll(server, "hist-1")
     poll(dev, [5, 1, 0, 0], 100)
     flushed(server, 1)
@@ -118,6 +119,14 @@ def test_a_device_that_reboots_is_counted_once_per_prediction(server):
     if rates:  # the hour may have turned between polls; then the rates split over two points
         assert abs(sum(rates.values()) - 1.0) < 1e-6
     assert sum(v or 0 for v in hours["checkins"]["lines"]["check-ins"]) == 4
+
+    # `release history` reads the same aggregates: as JSON, and as a table of the points with polls.
+    r = cli("history", "--range", "24h", "--json")
+    assert r.returncode == 0, r.stderr
+    assert class_totals(json.loads(r.stdout)) == expected
+    r = cli("history", "--range", "24h", "--channel", "stable")
+    assert r.returncode == 0, r.stderr
+    assert "healthy" in r.stdout and "latency 1.2 (us)" in r.stdout and " 4 " in r.stdout, r.stdout
 
 
 def test_history_refuses_what_it_cannot_read(server):

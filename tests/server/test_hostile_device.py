@@ -21,8 +21,9 @@ from tests.utils.devices import HttpDevice
 
 pytestmark = pytest.mark.e2e
 
-# Each integer header and the range of the column it lands in (PostgreSQL's int4 or int8).
-INT_HEADERS = {"X-Otaml-Manifest-Version": 2**63 - 1, "X-Otaml-Secure-Version": 2**31 - 1,
+# Each integer header and the largest value it may carry: the range of the column it lands in
+# (PostgreSQL's int4 or int8), or the protocol's own (secure_version is esp_app_desc_t's uint32).
+INT_HEADERS = {"X-Otaml-Manifest-Version": 2**63 - 1, "X-Otaml-Secure-Version": 2**32 - 1,
                "X-Otaml-Ml-Latency-Us": 2**31 - 1, "X-Otaml-Config-Revision": 2**63 - 1}
 TEXT_HEADERS = {"X-Otaml-Version": 32, "X-Otaml-Partition": 16, "X-Otaml-Model": 48}
 

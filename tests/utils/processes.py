@@ -75,6 +75,8 @@ class ServerProcess:
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
+        self.proc.kill()  # never leave a half-started server behind a failed test
+        self.proc.wait(timeout=15)
         raise RuntimeError(f"server did not start in {timeout}s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
