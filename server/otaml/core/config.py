@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(8, ge=1, le=30)
     webhook_timeout: float = Field(5.0, gt=0, le=60)  # seconds per delivery attempt
     housekeeping_interval: float = Field(60.0, ge=0.2, le=3600)  # seconds between pruning and expiry checks
+    # Proxies whose X-Forwarded-For names the client (comma-separated addresses or networks, * for any).
+    forwarded_allow_ips: str = "127.0.0.1"
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:
