@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import bindparam, or_, update
@@ -120,7 +120,8 @@ def _short(e: Exception) -> str:
 
 
 def _write(engine: Engine, items: list[Checkin], polls: dict[str, int]) -> None:
-    rows = [{**asdict(c), "b_device_id": c.device_id} for c in items]
+    # The instance dict, copied (dataclasses.asdict deep-copies every value: most of a flush's time).
+    rows = [{**vars(c), "b_device_id": c.device_id} for c in items]
     # Several server processes flush into one database: a report older than the stored one (it
     # reached another process later) must not overwrite it.
     stmt = (
