@@ -277,8 +277,13 @@ def post_device_event(
     rolled_back = event.kind == EventKind.ROLLED_BACK
     if rolled_back:
         bump_policy(session)  # every process stops offering this version to this device
+    session.flush()  # the event's id
+    answer = DeviceEventPublic.model_validate(event, from_attributes=True)
+    # The commit hands the connection back to the pool now. Reading the event after it (a refresh) would
+    # take one again and hold it until the request's session is closed, which needs a free worker
+    # thread: a fleet posting events at once then held every connection while every thread waited for
+    # one (30 s stalls, the pool's timeout).
     session.commit()
     if rolled_back:
         ctx.policy.invalidate()
-    session.refresh(event)
-    return DeviceEventPublic.model_validate(event, from_attributes=True)
+    return answer
