@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """otaml benchmarks: each figure beside a baseline measured in the same run, on loopback.
 
-    scripts/bench/run [--quick] [--workers N] [--duration S]
+    scripts/bench/run [--quick] [--workers N] [--duration S] [--only http|fleet|checkins|queries]
 
 Figures: manifest polls (200 and 304) and binary downloads (full, ranged) vs nginx serving the same
-bytes from the static mirror; check-ins persisted per second on SQLite and PostgreSQL (with and without
-the fleet history the flush writes); the device list, fleet history queries and dashboard pages at 100k
-devices, 1M events and 48 h of history; fleet convergence of 1,000 emulated devices polling every 10 s.
-Not a test: nothing is asserted; targets are printed beside the figures.
+bytes from the static mirror, driven by the same wrk Lua script (device id, token and check-in headers
+on every request; for 304s each server's own ETag in If-None-Match); check-ins persisted per second on
+SQLite and PostgreSQL (with and without the fleet history the flush writes); the device list, fleet
+history queries and dashboard pages at 100k devices, 1M events and 48 h of history; fleet convergence
+of 1,000 emulated devices polling every 10 s (fleet.py), in poll intervals from publish to the last
+confirmation. Not a test: nothing is asserted; targets are printed beside the figures.
+The server is `release serve` (granian), as in production. scripts/bench/profile_polls.py shows where
+a poll's Python time goes.
 """
 
 from __future__ import annotations
@@ -191,6 +195,10 @@ def bench_http(server: ServerProcess, work: Path, devices: list, args) -> None:
         static_manifest = (server.data_dir / "static" / "firmware.json").read_bytes()
         assert httpx.get(f"{ng.url}/firmware.json").content == static_manifest
         script = poll_script(work / "poll.lua", "/firmware.json", devices, {})
+        # Warm-up, not reported: each worker loads a device's token the first time it sees the device (a
+        # fleet in its steady state has them all), and nginx's page cache gets the files.
+        wrk(f"{server.url}/firmware.json", connections=64, duration=max(3, args.duration // 2), script=script)
+        wrk(f"{ng.url}/firmware.json", connections=64, duration=2, script=script)
         for conns in (256, 64):
             ours = wrk(f"{server.url}/firmware.json", connections=conns, duration=args.duration, script=script)
             base = wrk(f"{ng.url}/firmware.json", connections=conns, duration=args.duration, script=script)

@@ -181,3 +181,32 @@ def test_an_unknown_id_is_refused_from_memory_but_enrolling_it_takes_effect_at_o
     dev = enroll(cli, "late-dev")  # the same process forgets that at enrollment
     assert httpx.get(f"{server.url}/firmware.json", headers=dev).status_code == 200
     assert httpx.get(f"{server.url}/firmware.json", headers={**dev, "Authorization": "Bearer guess"}).status_code == 401
+
+
+def test_a_burst_of_update_events_is_stored_and_counted_once_each(server):
+    """A fleet confirming an update at once: every event is stored and counted in the history's outcome
+    buckets exactly once (counted in memory, written by the check-in flush; a reader flushes first),
+    and the burst does not stall the server (each event's connection is back in the pool at commit)."""
+    import concurrent.futures
+    import time
+
+    with server.admin() as admin:
+        devices = [{"X-Otaml-Device-Id": f"dev-{i:03d}", "Authorization": "Bearer " + admin.post(
+            "/api/devices", json={"device_id": f"dev-{i:03d}"}).json()["token"]} for i in range(40)]
+    kinds = ["download_started", "verified", "installed", "booted", "confirmed"]
+
+    def update(dev: dict[str, str]) -> list[int]:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            return [http.post(f"/api/devices/{dev['X-Otaml-Device-Id']}/events", headers=dev,
+                              json={"kind": kind, "version": "1.3"}).status_code for kind in kinds]
+
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=40) as pool:  # more than the pool's 15 connections
+        statuses = [s for result in pool.map(update, devices) for s in result]
+    took = time.monotonic() - t0
+    assert statuses == [201] * 200
+    assert took < 30, f"200 events took {took:.0f} s: requests waited for a database connection"
+    assert server.query("select count(*) from device_event") == [(200,)]
+    with server.admin() as admin:
+        lines = admin.get("/api/history", params={"range": "1h"}).json()["outcomes"]["lines"]
+    assert sum(v or 0 for v in lines.get("confirmed", [])) == 40
