@@ -313,7 +313,7 @@ def bench_fleet_queries(pg: PostgresCluster, work: Path, args) -> None:
                     t = time.perf_counter()
                     r = admin.get(path, params=params)
                     samples.append((time.perf_counter() - t) * 1000)
-                    assert r.status_code == 200, r.text
+                    assert r.status_code == 200, (path, r.text, srv.log()[-4000:])
             return statistics.median(samples)
 
         report(f"device list page, {n_dev:,} devices", f"{timed('/api/devices', {'limit': 100}):.1f} ms", "",
