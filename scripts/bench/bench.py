@@ -162,7 +162,7 @@ def enroll_many(server: ServerProcess, n: int) -> list[tuple[str, str]]:
 
 
 def server_cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its children (uvicorn workers), from /proc."""
+    """CPU time of a process and its children (granian workers), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
