@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import time
 
-import httpx
 import jsonschema
 import pytest
 
@@ -134,7 +133,7 @@ def test_a_stopped_broker_slows_nothing_and_the_queue_stays_bounded(bridged, cli
     assert bridge["pending"] <= 50 and not bridge["connected"]
     with bridged.admin() as admin:
         metrics = admin.get("/metrics").text
-    assert f'otaml_mqtt_dropped_total{{process=' in metrics and "otaml_mqtt_pending" in metrics
+    assert 'otaml_mqtt_dropped_total{process=' in metrics and "otaml_mqtt_pending" in metrics
 
     broker.start()  # same port: the bridge reconnects by itself (backoff capped at 1 s here)
     late = Subscriber(broker, "site-3/otaml/#")

@@ -146,7 +146,7 @@ def test_wrong_tokens_are_denied_and_logged_at_a_bounded_rate(server):
         assert r.status_code == 401
     denied = entries(server, outcome="denied")
     assert len(denied) == 30  # at most 30 a minute per process; the rest are counted, not written
-    # The peer is 127.0.0.1, a proxy uvicorn trusts by default: the address it forwarded for is the client.
+    # The peer is 127.0.0.1, a proxy trusted by default (OTAML_FORWARDED_ALLOW_IPS): the address it forwarded for is the client.
     assert denied[0]["client"] == "203.0.113.9" and denied[0]["credential"] == "none or a wrong token"
     assert denied[0]["target"] == "POST /api/rollouts/1/pause" and denied[0]["detail"] == "admin token rejected"
     assert httpx.get(f"{server.url}/api/audit").status_code == 401

@@ -23,7 +23,8 @@ def server(tmp_path, database_url):
 
 @pytest.fixture(params=[8192, 5_000_000], ids=["cached-in-memory", "streamed-from-disk"])
 def binary(request, cli, server, make_image):
-    """Both download paths: small blobs are answered from memory, large ones streamed by the route."""
+    """Both download paths: small blobs are answered from memory; a large one is sent whole by granian from
+    its file (pathsend) and its ranges are streamed by the route."""
     image = make_image("1.2", code_size=request.param)
     assert cli("publish", "1.2", str(image)).returncode == 0
     release = json.loads(cli("list", "--json").stdout)[0]

@@ -63,9 +63,11 @@ def test_a_scrape_reports_every_process_and_can_be_public(tmp_path, database_url
             dev.url = server.url
             for _ in range(n):
                 dev.poll()
-        # b's snapshot reaches a's scrape within a few seconds; each process is its own series.
-        m = wait_for(lambda: m if len((m := scrape(a, token=None))["otaml_polls_total"]) == 2 else None, 15, "both processes")
-        assert sorted(m["otaml_polls_total"].values()) == [2, 3]
+        # b's snapshot reaches a's scrape within a few seconds; each process is its own series. A snapshot
+        # b wrote between two of its polls is seen first, so wait for the one after its last poll.
+        m = wait_for(lambda: m if sorted((m := scrape(a, token=None))["otaml_polls_total"].values()) == [2, 3] else None,
+                     15, "both processes' polls in one scrape")
+        assert len(m["otaml_polls_total"]) == 2
         assert httpx.get(f"{b.url}/metrics").status_code == 401  # b keeps the default: the admin token
     finally:
         a.stop()

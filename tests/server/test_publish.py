@@ -1,4 +1,4 @@
-"""`release publish` end to end: the real CLI against the real server under uvicorn."""
+"""`release publish` end to end: the real CLI against the real server (`release serve`, granian)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Real processes for tests: the release server under uvicorn and the `release` CLI."""
+"""Real processes for tests: the release server as `release serve` runs it (granian) and the `release` CLI."""
 
 from __future__ import annotations
 
@@ -61,9 +61,10 @@ class ServerProcess:
     def start(self, timeout: float = 90.0) -> ServerProcess:  # a wait, not a sleep: a loaded CI machine imports slowly
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        # Its own process group: the server and its worker processes can be killed together.
         self.proc = subprocess.Popen(
             [RELEASE, "serve", "--port", str(self.port), "--log-level", "warning"],
-            env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent,
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -75,18 +76,17 @@ class ServerProcess:
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
-        self.proc.kill()  # never leave a half-started server behind a failed test
-        self.proc.wait(timeout=15)
+        self.stop()  # never leave a half-started server (and its workers) behind
         raise RuntimeError(f"server did not start in {timeout}s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(sig)
+        self.proc.send_signal(sig)  # granian stops its workers gracefully, then exits
         try:
-            return self.proc.wait(timeout=15)
+            return self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the workers too
             return self.proc.wait()
 
     def log(self) -> str:

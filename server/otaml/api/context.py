@@ -13,6 +13,7 @@ from otaml.fleet.config import ConfigSigner, SignedConfigCache
 from otaml.fleet.tokens import TokenCache
 from otaml.ops.audit import DeniedLimiter
 from otaml.ops.metrics import Counters, Snapshots
+from otaml.releases.polling import ResponseHeads, ValidatedCheckins
 from otaml.rollouts.policy import PolicyCache
 from otaml.storage.blob_cache import BlobCache
 from otaml.storage.blobs import BlobStore
@@ -34,6 +35,8 @@ class ServerContext:
     denied: DeniedLimiter  # denied admin attempts written to the audit log, per minute
     counters: Counters  # plain ints the poll path bumps; /metrics reads them
     snapshots: Snapshots  # this process's counters on disk, for scrapes that reach another process
+    checkin_memo: ValidatedCheckins  # the poll path's per-device memo of validated check-in headers
+    poll_heads: ResponseHeads  # each served manifest's response headers, encoded once
 
     @classmethod
     def create(cls, settings: Settings, engine: Engine) -> ServerContext:
@@ -52,4 +55,6 @@ class ServerContext:
             denied=DeniedLimiter(),
             counters=Counters(),
             snapshots=Snapshots(settings.data_dir),
+            checkin_memo=ValidatedCheckins(),
+            poll_heads=ResponseHeads(settings.poll_interval),
         )

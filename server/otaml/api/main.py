@@ -1,4 +1,5 @@
-"""The FastAPI application: ``create_app(settings)``; ``release serve`` runs it under uvicorn."""
+"""The FastAPI application: ``create_app(settings)``; ``build_asgi(settings)`` is what ``release serve`` runs
+under granian (api/server.py): the device fast path in front of it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from granian.utils.proxies import wrap_asgi_with_proxy_headers
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -18,7 +20,7 @@ from otaml import __version__
 from otaml.api import errors
 from otaml.api.context import ServerContext
 from otaml.api.limits import BodyLimits
-from otaml.api.poll_asgi import PollFastPath
+from otaml.api.poll_asgi import DeviceFastPath
 from otaml.api.routes import (
     audit, binaries, channels, claims, config, devices, history, info, keys, manifests, metrics, releases, rollouts, webhooks,
 )
@@ -134,5 +136,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return RedirectResponse("/dashboard")
 
     app.add_middleware(BodyLimits, settings=settings)  # before routing, authentication and parsing
-    app.add_middleware(PollFastPath, fastapi_app=app)  # outermost: polls never reach the router
     return app
+
+
+def build_asgi(settings: Settings | None = None):  # type: ignore[no-untyped-def]
+    """What the HTTP server runs: device traffic answered before the framework (api/poll_asgi.py), the
+    rest by the FastAPI app, whose client address comes from X-Forwarded-For when the peer is a trusted
+    proxy (OTAML_FORWARDED_ALLOW_IPS)."""
+    settings = settings or Settings()
+    app = create_app(settings)
+    return DeviceFastPath(wrap_asgi_with_proxy_headers(app, settings.forwarded_allow_ips), app)

@@ -65,11 +65,10 @@ def keygen(key: Path, force: bool) -> None:
               help="Server processes sharing the port (use PostgreSQL for more than one) [env OTAML_WORKERS].")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(data_dir: Path | None, host: str, port: int, workers: int, log_level: str) -> None:
-    """Run the release server (FastAPI on uvicorn; SQLite and a local folder by default)."""
-    import uvicorn
+    """Run the release server (granian, a Rust HTTP server; SQLite and a local folder by default)."""
     from pydantic import ValidationError
 
-    from otaml.api.main import create_app
+    from otaml.api.server import run
     from otaml.core.config import Settings
 
     overrides: dict[str, Any] = {"host": host, "port": port}
@@ -82,13 +81,7 @@ def serve(data_dir: Path | None, host: str, port: int, workers: int, log_level: 
     if settings.environment == "development" and settings.admin_token == INSECURE_ADMIN_TOKEN:
         err.print("[yellow]development mode: the admin token is the default 'changethis'; set OTAML_ADMIN_TOKEN for anything real[/]")
     err.print(f"serving project [bold]{settings.project}[/] at {settings.base_url}, data in {settings.data_dir.resolve()}")
-    if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
-        return
-    # Worker processes build their own app from the environment: hand the command-line values over.
-    os.environ.update(OTAML_HOST=host, OTAML_PORT=str(port), OTAML_DATA_DIR=str(settings.data_dir))
-    uvicorn.run("otaml.api.main:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, timeout_graceful_shutdown=10)
+    run(settings, workers, log_level)
 
 
 @cli.command()

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     mqtt_queue: int = Field(10_000, ge=10, le=1_000_000)  # messages held while the broker is away; oldest dropped
     mqtt_qos: int = Field(1, ge=0, le=1)
     mqtt_reconnect_max: float = Field(60.0, ge=1, le=3600)  # seconds: reconnect backoff doubles from 1 s up to this
+    # Proxies whose X-Forwarded-For names the client (comma-separated addresses or networks, * for any).
+    forwarded_allow_ips: str = "127.0.0.1"
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, WithJsonSchema
@@ -32,7 +33,11 @@ class Rule:
     max_length: int
 
     def ok(self, value: object) -> bool:
-        return isinstance(value, str) and len(value) <= self.max_length and re.fullmatch(self.pattern, value) is not None
+        return isinstance(value, str) and len(value) <= self.max_length and self._fullmatch(value) is not None
+
+    @cached_property
+    def _fullmatch(self):  # type: ignore[no-untyped-def]  # compiled once: the poll path checks ids on every request
+        return re.compile(self.pattern).fullmatch
 
     def check(self, value: str) -> str:
         if not self.ok(value):

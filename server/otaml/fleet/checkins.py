@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import bindparam, or_, update
@@ -63,6 +63,9 @@ class CheckinBuffer:
         self._flush_lock = threading.Lock()
         self._pending: dict[str, Checkin] = {}
         self._polls: dict[str, int] = {}  # polls per device since the last flush
+        # Update events since the last flush, for the history's outcome buckets: (channel, version,
+        # kind, reason, epoch second) -> count.
+        self._outcomes: dict[tuple[str, str, str, str, int], int] = {}
         self.dropped = 0  # check-ins the database refused even alone
         self.written = 0  # check-ins stored (one per device per flush: the newest report)
         # Called after a batch commits, with each device's ML counter delta (ops/mqtt.py); never on the poll path.
@@ -73,6 +76,12 @@ class CheckinBuffer:
             self._pending[checkin.device_id] = checkin
             self._polls[checkin.device_id] = self._polls.get(checkin.device_id, 0) + 1
 
+    def record_outcome(self, channel: str | None, version: str | None, kind: str, reason: str, at: datetime) -> None:
+        """A stored update event, for the history's outcome buckets (written by the next flush)."""
+        key = (channel or "", version or "", kind, reason, history.epoch(at))
+        with self._lock:
+            self._outcomes[key] = self._outcomes.get(key, 0) + 1
+
     def flush(self, engine: Engine) -> int:
         """Write pending check-ins; returns how many were stored. A refused batch is retried row by row
         and refused rows are dropped. If the database cannot be reached, what is not written yet is put
@@ -81,6 +90,17 @@ class CheckinBuffer:
             with self._lock:
                 batch, self._pending = self._pending, {}
                 polls, self._polls = self._polls, {}
+                outcomes, self._outcomes = self._outcomes, {}
+            if outcomes:
+                try:
+                    with engine.begin() as conn:
+                        history.record_outcomes(conn, outcomes)
+                except TRANSIENT:
+                    self._put_back([], {}, outcomes)
+                    self._put_back(list(batch.values()), polls)
+                    raise
+                except Exception as e:  # cannot happen with validated events; never costs the check-ins
+                    log.error("dropped the history counts of %d update events: %s", sum(outcomes.values()), _short(e))
             if not batch:
                 return 0
             items = list(batch.values())
@@ -118,8 +138,11 @@ class CheckinBuffer:
         with self._lock:
             return len(self._pending)
 
-    def _put_back(self, items: list[Checkin], polls: dict[str, int]) -> None:
+    def _put_back(self, items: list[Checkin], polls: dict[str, int],
+                  outcomes: dict[tuple[str, str, str, str, int], int] | None = None) -> None:
         with self._lock:
+            for key, n in (outcomes or {}).items():
+                self._outcomes[key] = self._outcomes.get(key, 0) + n
             for c in items:
                 self._pending.setdefault(c.device_id, c)
                 self._polls[c.device_id] = self._polls.get(c.device_id, 0) + polls.get(c.device_id, 0)
@@ -130,7 +153,8 @@ def _short(e: Exception) -> str:
 
 
 def _write(engine: Engine, items: list[Checkin], polls: dict[str, int]) -> dict[str, tuple[dict[str, int], bool]]:
-    rows = [{**asdict(c), "b_device_id": c.device_id} for c in items]
+    # The instance dict, copied (dataclasses.asdict deep-copies every value: most of a flush's time).
+    rows = [{**vars(c), "b_device_id": c.device_id} for c in items]
     # Several server processes flush into one database: a report older than the stored one (it
     # reached another process later) must not overwrite it.
     stmt = (

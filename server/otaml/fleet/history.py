@@ -260,11 +260,20 @@ def upsert_add(conn: Connection, table: Table, keys: Sequence[str], rows: list[d
 
 
 def record_outcome(conn: Connection, *, channel: str | None, version: str | None, kind: str, reason: str, at: datetime) -> None:
-    """One update event into the outcome buckets (in the event's transaction)."""
-    ts = epoch(at)
+    """One update event into the outcome buckets (in the caller's transaction)."""
+    record_outcomes(conn, {(channel or "", version or "", kind, reason, epoch(at)): 1})
+
+
+def record_outcomes(conn: Connection, events: dict[tuple[str, str, str, str, int], int]) -> None:
+    """Update events, counted by (channel, version, kind, reason, epoch second), into the outcome buckets:
+    one upsert per bucket, not per event (the check-in flush writes what the events route counted, so a
+    fleet's events do not queue on the same few bucket rows one transaction each)."""
     keys = ("resolution", "start", "channel", "version", "kind", "reason")
-    rows = [{"resolution": res, "start": bucket_start(ts, res), "channel": channel or "", "version": version or "",
-             "kind": kind, "reason": reason, "count": 1} for res in RESOLUTIONS]
+    counts: dict[tuple[int, int, str, str, str, str], int] = defaultdict(int)
+    for (channel, version, kind, reason, ts), n in events.items():
+        for res in RESOLUTIONS:
+            counts[(res, bucket_start(ts, res), channel, version, kind, reason)] += n
+    rows = [{**dict(zip(keys, k)), "count": n} for k, n in sorted(counts.items())]
     upsert_add(conn, OUTCOME, keys, rows, ("count",))
 
 

@@ -11,8 +11,8 @@ done, to what, when, from which address and with which credential; refused attem
 
 The credential is named by a fingerprint (the first 8 hex digits of SHA-256 over the admin token), so
 a rotated token shows in the log without the log holding anything that authenticates. The client
-address is the peer's as the HTTP server resolves it (uvicorn takes ``X-Forwarded-For`` only from the
-proxies it trusts, ``--forwarded-allow-ips``: 127.0.0.1 by default); a forwarded address that differs
+address is the peer's as the server resolves it (``X-Forwarded-For`` is taken only from the proxies it
+trusts, ``OTAML_FORWARDED_ALLOW_IPS``: 127.0.0.1 by default; api/main.py); a forwarded address that differs
 from it is recorded beside it as what the request claimed.
 """
 

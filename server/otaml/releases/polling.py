@@ -27,7 +27,6 @@ from otaml.releases.serving import ServedManifest
 from otaml.rollouts.policy import FleetPolicy
 
 _COUNTER_RE = re.compile(r"[a-z0-9_]{1,15}=[0-9]{1,10}")
-_CHANNEL_PATH = re.compile(r"/channels/([^/]*)/firmware\.json")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 
@@ -38,17 +37,32 @@ class BadCheckinError(OtamlError):
 @dataclass
 class PollAnswer:
     status: int
-    headers: dict[str, str]
+    headers: list[tuple[bytes, bytes]]  # encoded, content-type and content-length included
     body: bytes = b""
-    media_type: str = "application/json"
 
 
-def poll_channel(path: str, default_channel: str) -> str | None:
-    """The channel a poll path asks for, or None if the path is not a poll."""
-    if path == "/firmware.json":
-        return default_channel
-    m = _CHANNEL_PATH.fullmatch(path)
-    return m.group(1) if m else None
+class ResponseHeads:
+    """The response headers of each served manifest, encoded once: a poll for an unchanged manifest
+    copies a list instead of formatting seven headers. Keyed by the ServedManifest object, which the fleet
+    policy keeps until the fleet revision moves (bounded; cleared when full)."""
+
+    def __init__(self, poll_interval: int, limit: int = 256):
+        self._interval = (p.H_POLL_INTERVAL.encode(), str(poll_interval).encode())
+        self._limit = limit
+        self._heads: dict[int, tuple[ServedManifest, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]] = {}
+        self.error = [self._interval, (b"content-type", b"application/json")]
+
+    def of(self, served: ServedManifest) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+        """(headers of a 200, headers of a 304) for this manifest."""
+        hit = self._heads.get(id(served))
+        if hit is None or hit[0] is not served:
+            if len(self._heads) >= self._limit:
+                self._heads.clear()
+            common = [self._interval, (b"etag", served.etag.encode()), (b"cache-control", b"no-cache"),
+                      (p.H_SIGNATURE.encode(), served.signature.encode()), (p.H_KEY_ID.encode(), served.key_id.encode())]
+            full = [*common, (b"content-type", b"application/json"), (b"content-length", str(len(served.body)).encode())]
+            hit = self._heads[id(served)] = (served, full, common)
+        return hit[1], hit[2]
 
 
 # Each integer header is limited to the column it lands in (as declared on PostgreSQL).
@@ -133,6 +147,39 @@ def checkin_from_headers(h: Mapping[str, str], device_id: str, channel: str) -> 
     )
 
 
+def _restamped(checkin: Checkin, now: datetime) -> Checkin:
+    """A copy with a new last_seen, without running the dataclass __init__ (a fifth of a poll's cost)."""
+    copy = object.__new__(Checkin)
+    copy.__dict__.update(checkin.__dict__)
+    copy.__dict__["last_seen"] = now
+    return copy
+
+
+class ValidatedCheckins:
+    """The newest check-in headers of each device, validated. Most polls come from a device whose state
+    did not change since its last poll: their headers are compared as one tuple and the validated
+    check-in is reused with the new time, instead of checking every header again. Bounded by device
+    count (cleared when full); per process."""
+
+    def __init__(self, limit: int = 200_000):
+        self._limit = limit
+        self._last: dict[str, tuple[tuple[str | None, ...], Checkin]] = {}
+
+    def checkin(self, h: Mapping[str, str], device_id: str, channel: str, key: tuple | None = None) -> Checkin:
+        """``key``: every X-Otaml-* header of the request as sent (the fast path collects them while it
+        reads the headers); None builds it from ``h``."""
+        key = (channel, key if key is not None else tuple(i for i in h.items() if i[0].startswith("x-otaml-")))
+        hit = self._last.get(device_id)
+        now = datetime.now(UTC)
+        if hit is not None and hit[0] == key:
+            return _restamped(hit[1], now)
+        checkin = checkin_from_headers(h, device_id, channel)  # raises before anything is remembered
+        if len(self._last) >= self._limit:
+            self._last.clear()
+        self._last[device_id] = (key, checkin)
+        return checkin
+
+
 async def current_manifest(ctx, channel: str) -> ServedManifest:  # type: ignore[no-untyped-def]
     """The channel's baseline manifest from the fleet policy (refilled off the event loop).
     Raises NotFoundError for an invalid channel name or an empty channel."""
@@ -153,21 +200,26 @@ async def fleet_policy(ctx) -> FleetPolicy:  # type: ignore[no-untyped-def]
     return policy
 
 
-def _config_headers(ctx, policy: FleetPolicy, channel: str, device_id: str, reported: str | None) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _config_headers(ctx, policy: FleetPolicy, channel: str, device_id: str, reported: str | None) -> list[tuple[bytes, bytes]]:  # type: ignore[no-untyped-def]
     """The signed desired-config document, only for a device that says it applied an older one."""
     revision = policy.revision[1]
-    applied = parse_uint(reported, INT64_MAX) if reported is not None else None
-    if applied is None or revision == 0 or applied >= revision:
-        return {}
+    if reported is None or revision == 0:
+        return []
+    applied = parse_uint(reported, INT64_MAX)
+    if applied is None or applied >= revision:
+        return []
     doc, sig = ctx.config_docs.get(device_id, revision, lambda: policy.desired_config(channel, device_id))
-    return {p.H_CONFIG: doc, p.H_CONFIG_SIGNATURE: sig}
+    return [(_H_CONFIG, doc.encode()), (_H_CONFIG_SIGNATURE, sig.encode())]
 
 
-async def answer_poll(ctx, channel: str, h: Mapping[str, str]) -> PollAnswer:  # type: ignore[no-untyped-def]
+_H_CONFIG, _H_CONFIG_SIGNATURE, _H_NEW_TOKEN = (n.encode() for n in (p.H_CONFIG, p.H_CONFIG_SIGNATURE, p.H_NEW_TOKEN))
+
+
+async def answer_poll(ctx, channel: str, h: Mapping[str, str], key: tuple | None = None) -> PollAnswer:  # type: ignore[no-untyped-def]
     """Authenticate, record the check-in, answer with the manifest this device is offered (or 304):
-    a pinned or held version, a rollout's release, or the channel's baseline."""
-    interval = {p.H_POLL_INTERVAL: str(ctx.settings.poll_interval)}
-    extra: dict[str, str] = {}
+    a pinned or held version, a rollout's release, or the channel's baseline. ``h``: the lower-cased
+    request headers; ``key``: see ValidatedCheckins.checkin."""
+    extra: list[tuple[bytes, bytes]] = []
     try:
         device_id = h.get("x-otaml-device-id")
         if device_id is None:
@@ -184,28 +236,31 @@ async def answer_poll(ctx, channel: str, h: Mapping[str, str]) -> PollAnswer:  #
             if not DEVICE_ID.ok(device_id):
                 raise BadCheckinError(f"{p.H_DEVICE_ID}: expected {DEVICE_ID.expected}, got {shown(device_id)}")
             verdict, handover = await ctx.tokens.check(device_id, bearer_token(h.get("authorization")))
-            if verdict is Verdict.WRONG:
-                raise AuthError(f"unknown device {device_id!r} or wrong device token")
-            if verdict is Verdict.PENDING:
-                raise PendingApprovalError(
-                    f"device {device_id!r} is waiting for approval (`release device accept {device_id}`)"
-                )
-            checkin = checkin_from_headers(h, device_id, channel)
-            try:
-                extra.update(await ctx.keysets.headers(h.get("x-otaml-keyset-version")))
-            except ValueError as e:
-                raise BadCheckinError(str(e)) from None
+            if verdict is not Verdict.OK:
+                if verdict is Verdict.WRONG:
+                    raise AuthError(f"unknown device {device_id!r} or wrong device token")
+                if verdict is Verdict.PENDING:
+                    raise PendingApprovalError(
+                        f"device {device_id!r} is waiting for approval (`release device accept {device_id}`)"
+                    )
+            checkin = ctx.checkin_memo.checkin(h, device_id, channel, key)
+            reported_keyset = h.get("x-otaml-keyset-version")
+            if reported_keyset is not None:
+                try:
+                    extra += [(k.encode(), v.encode()) for k, v in (await ctx.keysets.headers(reported_keyset)).items()]
+                except ValueError as e:
+                    raise BadCheckinError(str(e)) from None
             if verdict is Verdict.PROMOTE:
                 await run_in_threadpool(ctx.tokens.promote, device_id)
             if handover is not None:
-                extra[p.H_NEW_TOKEN] = handover  # only on an answer to a check-in with the current token
+                extra.append((_H_NEW_TOKEN, handover.encode()))  # only on an answer to a check-in with the current token
             ctx.checkins.record(checkin)
         if device_id is None:
             served = await current_manifest(ctx, channel)
         else:
             policy = await fleet_policy(ctx)
             choice = policy.choose(channel, device_id, h.get("x-otaml-version"))
-            extra.update(_config_headers(ctx, policy, channel, device_id, h.get("x-otaml-config-revision")))
+            extra += _config_headers(ctx, policy, channel, device_id, h.get("x-otaml-config-revision"))
             if choice.manifest is None:
                 raise NotFoundError(
                     f"no release published on channel {channel!r}" if choice.because == "baseline" else
@@ -214,15 +269,9 @@ async def answer_poll(ctx, channel: str, h: Mapping[str, str]) -> PollAnswer:  #
             served = choice.manifest
     except OtamlError as e:
         body = json.dumps({"detail": str(e), "error": type(e).__name__}).encode()
-        return PollAnswer(e.status, {**interval, **extra}, body)
-    headers = {
-        **interval,
-        **extra,
-        "etag": served.etag,
-        "cache-control": "no-cache",
-        p.H_SIGNATURE: served.signature,
-        p.H_KEY_ID: served.key_id,
-    }
-    if etag_matches(h.get("if-none-match"), served.etag):
-        return PollAnswer(304, headers)
-    return PollAnswer(200, headers, served.body)
+        return PollAnswer(e.status, [*ctx.poll_heads.error, *extra, (b"content-length", str(len(body)).encode())], body)
+    full, not_modified = ctx.poll_heads.of(served)
+    inm = h.get("if-none-match")
+    if inm is not None and etag_matches(inm, served.etag):
+        return PollAnswer(304, [*extra, *not_modified] if extra else not_modified)
+    return PollAnswer(200, [*extra, *full] if extra else full, served.body)

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from otaml.api.deps import AdminDep, AuditDep, ContextDep, DeviceDep, SessionDep
 from otaml.core.errors import ConflictError, NotFoundError
 from otaml.core.types import INT32_MAX, UINT32_MAX, Channel, DeviceId, DeviceIdPrefix, ReportedVersion, Seconds, Tag
-from otaml.fleet import bulk, credentials, history, stored
+from otaml.fleet import bulk, credentials, stored
 from otaml.fleet.bulk import BulkChange, BulkResult
 from otaml.fleet.pins import check_pin
 from otaml.fleet.protocol import EventKind, ResetReason
@@ -274,17 +274,23 @@ def post_device_event(
     device = session.exec(select(Device).where(Device.device_id == device_id)).one()
     device.last_event, device.last_reason = event.kind, event.reason
     session.add(device)
-    channel = device.channel  # read before the commit expires the row
-    history.record_outcome(session.connection(), channel=device.channel, version=event.version, kind=event.kind,
-                           reason=event.reason, at=event.created_at)
+    outcome = (device.channel, event.version, event.kind, event.reason, event.created_at)
     rolled_back = event.kind == EventKind.ROLLED_BACK
     if rolled_back:
         bump_policy(session)  # every process stops offering this version to this device
+    session.flush()  # the event's id
+    answer = DeviceEventPublic.model_validate(event, from_attributes=True)
+    # The commit hands the connection back to the pool now. Reading the event after it (a refresh) would
+    # take one again and hold it until the request's session is closed, which needs a free worker
+    # thread: a fleet posting events at once then held every connection while every thread waited for
+    # one (30 s stalls, the pool's timeout).
     session.commit()
+    # Counted in memory and written to the history by the check-in flush: every event of a fleet would
+    # otherwise upsert the same few bucket rows in its own transaction, one after the other.
+    ctx.checkins.record_outcome(*outcome)
     if rolled_back:
         ctx.policy.invalidate()
-    session.refresh(event)
     if (bridge := mqtt.bridge()) is not None:  # a queue append: never waits for the broker
-        bridge.device_event(device_id, kind=event.kind, version=event.version, reason=event.reason, detail=event.detail,
-                            channel=channel, at=event.created_at)
-    return DeviceEventPublic.model_validate(event, from_attributes=True)
+        bridge.device_event(device_id, kind=answer.kind, version=answer.version, reason=answer.reason, detail=answer.detail,
+                            channel=outcome[0], at=answer.created_at)
+    return answer
