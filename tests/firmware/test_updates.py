@@ -23,7 +23,7 @@ def test_update_installs_confirms_and_server_sees_it(cli, enroll, make_image, ev
     assert device_state("dev-1")["version"] == "1.1"
 
     assert cli("publish", "1.2", str(make_image("1.2", code_size=200_000))).returncode == 0
-    log = dev.run(polls=2)
+    log = dev.run(2, 100, "--progress-min-bytes", "0")  # one transfer: progress steps are test_health_and_progress's
     assert "update offered: 1.1 -> 1.2" in log
     assert "Loaded app from partition at offset 0x1f0000 (ota_1)" in log
     assert "1.2 confirmed: rollback cancelled" in log

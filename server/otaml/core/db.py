@@ -6,7 +6,7 @@ import contextlib
 import fcntl
 from collections.abc import Iterator
 
-from sqlalchemy import event, text
+from sqlalchemy import BigInteger, cast, event, func, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -73,3 +73,9 @@ def init_db(engine: Engine, settings: Settings | None = None) -> None:
 def session_scope(engine: Engine) -> Iterator[Session]:
     with Session(engine) as session:
         yield session
+
+
+def sum_int(column):  # type: ignore[no-untyped-def]
+    """SUM of an integer column as an integer on every database: PostgreSQL sums bigint to numeric,
+    which reaches Python as Decimal (and float + Decimal raises), SQLite to an int."""
+    return cast(func.sum(column), BigInteger)

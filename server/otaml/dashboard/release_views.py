@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlmodel import Session, func, select
 
 from otaml.api.routes.webhooks import webhook_public
+from otaml.core.db import sum_int
 from otaml.dashboard.views import history_charts
 from otaml.fleet.history import HOUR
 from otaml.fleet.insight import FleetHistory, Range, fleet_history
@@ -77,7 +78,7 @@ def _outcomes(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, 
     o = HistoryOutcome
     versions = sorted({v for _, v in keys})
     rows = session.exec(  # type: ignore[call-overload]
-        select(o.channel, o.version, o.kind, o.reason, func.sum(o.count))
+        select(o.channel, o.version, o.kind, o.reason, sum_int(o.count))
         .where(o.resolution == HOUR, o.version.in_(versions), o.kind.in_(["confirmed", *FAILED_KINDS]))  # type: ignore[attr-defined]
         .group_by(o.channel, o.version, o.kind, o.reason)
     ).all()

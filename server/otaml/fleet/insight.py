@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import func
 from sqlmodel import Session, select
 
+from otaml.core.db import sum_int
 from otaml.fleet import stored
 from otaml.fleet.history import HOUR, MINUTE, NOT_A_CLASS, bucket_start, epoch
 from otaml.models import DeviceHistory, HistoryBucket, HistoryClass, HistoryOutcome
@@ -85,8 +85,8 @@ def fleet_history(session: Session, r: Range, *, channel: str | None = None, ver
 
     b = HistoryBucket
     rows = session.exec(  # type: ignore[call-overload]
-        select(b.start, b.version, func.sum(b.checkins), func.sum(b.devices), func.sum(b.first_seen), func.sum(b.reboots),
-               func.sum(b.latency_sum), func.sum(b.latency_n))
+        select(b.start, b.version, sum_int(b.checkins), sum_int(b.devices), sum_int(b.first_seen), sum_int(b.reboots),
+               sum_int(b.latency_sum), sum_int(b.latency_n))
         .where(*where(b)).group_by(b.start, b.version)
     ).all()
     polls = [0.0] * n
@@ -116,7 +116,7 @@ def fleet_history(session: Session, r: Range, *, channel: str | None = None, ver
 
     c = HistoryClass
     class_rows = session.exec(  # type: ignore[call-overload]
-        select(c.start, c.label, func.sum(c.count)).where(*where(c)).group_by(c.start, c.label)
+        select(c.start, c.label, sum_int(c.count)).where(*where(c)).group_by(c.start, c.label)
     ).all()
     classes: dict[str, list[float | None]] = defaultdict(lambda: [0.0] * n)
     for start, label, count in class_rows:
@@ -128,7 +128,7 @@ def fleet_history(session: Session, r: Range, *, channel: str | None = None, ver
 
     o = HistoryOutcome
     out_rows = session.exec(  # type: ignore[call-overload]
-        select(o.start, o.kind, func.sum(o.count)).where(*where(o)).group_by(o.start, o.kind)
+        select(o.start, o.kind, sum_int(o.count)).where(*where(o)).group_by(o.start, o.kind)
     ).all()
     outcomes: dict[str, list[float | None]] = defaultdict(lambda: [0.0] * n)
     for start, kind, count in out_rows:

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -69,25 +70,25 @@ def actor(request: Request, admin_token: str, *, dashboard: bool = False, authen
 
 
 class DeniedLimiter:
-    """At most ``per_minute`` denied entries a minute per process; counts what it left out."""
+    """At most ``per_minute`` denied entries in any 60 seconds per process (a sliding window: a fixed
+    one would let twice as many through across its boundary); counts what it left out."""
 
     def __init__(self, per_minute: int = DENIED_PER_MINUTE):
         self._lock = threading.Lock()
         self._per_minute = per_minute
-        self._window = 0
-        self._written = 0
+        self._admitted: deque[float] = deque()  # monotonic times of the entries written in the last minute
         self.skipped = 0
 
     def admit(self) -> int | None:
         """None: leave this one out; else how many were left out before it (and reset that count)."""
         with self._lock:
-            window = int(time.monotonic() // 60)
-            if window != self._window:
-                self._window, self._written = window, 0
-            if self._written >= self._per_minute:
+            now = time.monotonic()
+            while self._admitted and now - self._admitted[0] >= 60:
+                self._admitted.popleft()
+            if len(self._admitted) >= self._per_minute:
                 self.skipped += 1
                 return None
-            self._written += 1
+            self._admitted.append(now)
             skipped, self.skipped = self.skipped, 0
             return skipped
 

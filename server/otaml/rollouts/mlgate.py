@@ -29,9 +29,9 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func
 from sqlmodel import Session, select
 
+from otaml.core.db import sum_int
 from otaml.fleet.history import MINUTE, NOT_A_CLASS, bucket_start, epoch
 from otaml.models import HistoryBucket, HistoryClass, MlMeasuresPublic, Release, Rollout
 
@@ -69,7 +69,7 @@ def _side(session: Session, channel: str, version: str, since: int) -> tuple[dic
     counts = {
         label: int(n or 0)
         for label, n in session.exec(  # type: ignore[call-overload]
-            select(c.label, func.sum(c.count))
+            select(c.label, sum_int(c.count))
             .where(c.resolution == MINUTE, c.start >= since, c.channel == channel, c.version == version)
             .group_by(c.label)
         ).all()
@@ -77,7 +77,7 @@ def _side(session: Session, channel: str, version: str, since: int) -> tuple[dic
     }
     b = HistoryBucket
     ls, ln = session.exec(  # type: ignore[call-overload]
-        select(func.sum(b.latency_sum), func.sum(b.latency_n))
+        select(sum_int(b.latency_sum), sum_int(b.latency_n))
         .where(b.resolution == MINUTE, b.start >= since, b.channel == channel, b.version == version)
     ).one()
     return counts, (ls / ln if ln else None)
