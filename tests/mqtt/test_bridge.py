@@ -56,7 +56,7 @@ def test_device_events_state_and_ml_deltas_arrive_on_their_topics(bridged, cli, 
     events = wait_for(lambda: (e := subscriber.json("site-3/otaml/devices/amp-1/events")) and len(e) == 5 and e,
                       what="five update events")
     assert [e["event"] for e in valid(events)] == ["download_started", "verified", "installed", "booted", "confirmed"]
-    assert all(e["version"] == "1.2" and e["channel"] == "stable" and e["device_id"] == "amp-1" for e in events)
+    assert all(e["version"] == "1.2" and e["channel"] == "stable" and e["device_id"] == "amp-1" for e in events), events
 
     ml = wait_for(lambda: (m := subscriber.json("site-3/otaml/devices/amp-1/ml")) and len(m) == 2 and m, what="two deltas")
     valid(ml)

@@ -134,6 +134,13 @@ class CheckinBuffer:
             except Exception:  # a listener's bug must not put stored check-ins back
                 log.exception("check-in listener failed")
 
+    def channel_of(self, device_id: str, stored: str | None) -> str | None:
+        """The device's channel as its newest check-in says: one still waiting for the flush is newer
+        than the stored row (a device posts events right after the poll that offered the update)."""
+        with self._lock:
+            pending = self._pending.get(device_id)
+        return pending.channel if pending is not None else stored
+
     def pending(self) -> int:
         with self._lock:
             return len(self._pending)

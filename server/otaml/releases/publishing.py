@@ -110,6 +110,9 @@ def _trusted_key(session: Session, settings: Settings, public_pem: str | None, k
             f"trusted key (`release key list`)"
         )
     known = session.exec(select(SigningKey.key_id).where(SigningKey.retired_at == None)).all()  # noqa: E711
+    if key_id in known:  # another process's first publish trusted this very key since the read above
+        keys.refuse_test_key(settings, key_id)
+        return signing.load_public_key(session.exec(select(SigningKey.public_pem).where(SigningKey.key_id == key_id)).one())
     if known or public_pem is None or session.exec(select(SigningKey.key_id)).first() is not None:
         raise UnknownKeyError(
             f"manifest is signed by key {key_id}, which this server does not trust; expected one of: "

@@ -274,7 +274,7 @@ def post_device_event(
     device = session.exec(select(Device).where(Device.device_id == device_id)).one()
     device.last_event, device.last_reason = event.kind, event.reason
     session.add(device)
-    outcome = (device.channel, event.version, event.kind, event.reason, event.created_at)
+    outcome = (ctx.checkins.channel_of(device_id, device.channel), event.version, event.kind, event.reason, event.created_at)
     rolled_back = event.kind == EventKind.ROLLED_BACK
     if rolled_back:
         bump_policy(session)  # every process stops offering this version to this device
