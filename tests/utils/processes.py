@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.utils import zygote
+
 ROOT = Path(__file__).resolve().parents[2]
 RELEASE = str(Path(sys.executable).with_name("release"))
 
@@ -31,7 +33,7 @@ class ServerProcess:
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     env_extra: dict[str, str] = field(default_factory=dict)
     database_url: str = ""  # empty: SQLite in the data dir
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen | zygote.ForkedProcess | None = None
     log_path: Path | None = None
 
     @property
@@ -60,12 +62,10 @@ class ServerProcess:
 
     def start(self, timeout: float = 90.0) -> ServerProcess:  # a wait, not a sleep: a loaded CI machine imports slowly
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        # Its own process group: the server and its worker processes can be killed together.
-        self.proc = subprocess.Popen(
-            [RELEASE, "serve", "--port", str(self.port), "--log-level", "warning"],
-            env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent, start_new_session=True,
-        )
+        # Its own process group: the server and its worker processes can be killed together. Forked from
+        # a process that has the server imported (tests/utils/zygote.py): the same `release serve`.
+        self.proc = zygote.spawn([RELEASE, "serve", "--port", str(self.port), "--log-level", "warning"],
+                                 self.env(), self.data_dir.parent, self.log_path)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -127,4 +127,4 @@ class Cli:
             COLUMNS="200",
         )
         e.update(env)
-        return subprocess.run([RELEASE, *args], env=e, cwd=self.cwd, capture_output=True, text=True, timeout=timeout)
+        return zygote.run([RELEASE, *args], e, self.cwd, timeout)  # the console script, forked with its imports done
