@@ -182,3 +182,15 @@ def test_a_row_the_database_refuses_is_dropped_alone_and_counted(engine):
     # The next batch is not affected by the one before.
     buf.record(checkin("d1", version="1.3"))
     assert buf.flush(engine) == 1 and buf.dropped == bad
+
+
+def test_an_event_names_the_channel_of_the_newest_checkin_even_while_it_is_being_written(engine):
+    """A device posts its events right after the poll that offered the update. Its check-in may be in a
+    flush that had not committed when the event's transaction read the device row (stored channel:
+    none yet): the channel is still the check-in's."""
+    buf = CheckinBuffer()
+    buf.record(checkin("d0", channel="beta"))
+    assert buf.channel_of("d0", None) == "beta"  # pending
+    assert buf.flush(engine) == 1
+    assert buf.channel_of("d0", None) == "beta"  # written, though the row the event read was older
+    assert buf.channel_of("d1", "stable") == "stable"  # no check-in here: the stored row says

@@ -6,6 +6,7 @@ removals made anywhere must still reach every process."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 
 import pytest
@@ -38,6 +39,13 @@ def fleet(tmp_path, database_url):
     engine.dispose()
 
 
+def in_own_loop(main) -> None:  # type: ignore[no-untyped-def]
+    """asyncio.run(main()) on a thread of its own: the browser tests' sync API keeps a loop running on
+    this one."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, main()).result()
+
+
 def selects(sent: list[str], table: str) -> int:
     return sum(1 for s in sent if s.lstrip().upper().startswith("SELECT") and table in s)
 
@@ -63,7 +71,7 @@ def test_a_fleet_of_unseen_devices_costs_a_query_per_batch_not_one_each(fleet):
         assert await poll_all(cache, made_up) == [Verdict.WRONG] * N
         assert selects(sent, "device") == 1, sent
 
-    asyncio.run(run())
+    in_own_loop(run)
 
 
 def test_a_stale_cache_is_read_again_once_while_polls_go_on(fleet):
@@ -79,7 +87,7 @@ def test_a_stale_cache_is_read_again_once_while_polls_go_on(fleet):
         assert selects(sent, "fleet_revision") == 1, sent  # not one per concurrent poll
         assert selects(sent, "device") == 0  # the revision did not move: nothing is read again
 
-    asyncio.run(run())
+    in_own_loop(run)
 
 
 def test_revocation_rotation_and_removal_reach_a_warm_cache_in_a_few_queries(fleet):
@@ -107,7 +115,7 @@ def test_revocation_rotation_and_removal_reach_a_warm_cache_in_a_few_queries(fle
         # Every credential was read again in one query per 900 devices, not one per device.
         assert selects(sent, "device_credentials") <= 2, sent
 
-    asyncio.run(run())
+    in_own_loop(run)
 
 
 def test_a_promotion_during_a_revision_read_is_not_undone_by_it(fleet, monkeypatch):
@@ -146,4 +154,4 @@ def test_a_promotion_during_a_revision_read_is_not_undone_by_it(fleet, monkeypat
         assert (await cache.check("d0005", new))[0] is Verdict.OK  # not PROMOTE again: the promotion stands
         assert (await cache.check("d0005", tokens["d0005"]))[0] is Verdict.WRONG
 
-    asyncio.run(run())
+    in_own_loop(run)

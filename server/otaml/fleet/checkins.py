@@ -32,6 +32,7 @@ from otaml.fleet import history
 from otaml.models import Device
 
 log = logging.getLogger(__name__)
+_MAX_CHANNELS = 200_000  # devices whose channel is remembered (cleared when full)
 # The database is unreachable, locked or out of connections: nothing is wrong with the rows.
 TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 
@@ -63,6 +64,8 @@ class CheckinBuffer:
         self._flush_lock = threading.Lock()
         self._pending: dict[str, Checkin] = {}
         self._polls: dict[str, int] = {}  # polls per device since the last flush
+        # The channel of each device's newest check-in in this process, pending or written (bounded).
+        self._channels: dict[str, str] = {}
         # Update events since the last flush, for the history's outcome buckets: (channel, version,
         # kind, reason, epoch second) -> count.
         self._outcomes: dict[tuple[str, str, str, str, int], int] = {}
@@ -75,6 +78,10 @@ class CheckinBuffer:
         with self._lock:
             self._pending[checkin.device_id] = checkin
             self._polls[checkin.device_id] = self._polls.get(checkin.device_id, 0) + 1
+            if self._channels.get(checkin.device_id) != checkin.channel:
+                if len(self._channels) >= _MAX_CHANNELS:
+                    self._channels.clear()
+                self._channels[checkin.device_id] = checkin.channel
 
     def record_outcome(self, channel: str | None, version: str | None, kind: str, reason: str, at: datetime) -> None:
         """A stored update event, for the history's outcome buckets (written by the next flush)."""
@@ -135,11 +142,12 @@ class CheckinBuffer:
                 log.exception("check-in listener failed")
 
     def channel_of(self, device_id: str, stored: str | None) -> str | None:
-        """The device's channel as its newest check-in says: one still waiting for the flush is newer
-        than the stored row (a device posts events right after the poll that offered the update)."""
+        """The device's channel as its newest check-in in this process says, else the stored row's (a
+        device posts events right after the poll that offered the update: its check-in may be pending,
+        or in a flush that has not committed when the event's transaction read the row)."""
         with self._lock:
-            pending = self._pending.get(device_id)
-        return pending.channel if pending is not None else stored
+            channel = self._channels.get(device_id)
+        return channel if channel is not None else stored
 
     def pending(self) -> int:
         with self._lock:
