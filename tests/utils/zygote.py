@@ -24,7 +24,9 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,8 +149,7 @@ def run(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> subp
 # ---- the zygote ----
 
 def _child(request: dict) -> int:
-    """In the forked child: become the command; its exit code. The caller exits with it the normal
-    way (atexit handlers, thread joins, buffers flushed), as the console script would."""
+    """In the forked child: become the command; its exit code."""
     os.setsid()
     for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
         out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -168,6 +169,21 @@ def _child(request: dict) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
+
+
+def _exit(request: dict) -> NoReturn:
+    """Run the command and exit as the console script would: an uncaught error printed with exit code
+    1, atexit handlers run, output flushed. The interpreter's teardown of the heap is skipped: that
+    alone was 0.7 s of CPU per server stop, a few hundred times per run."""
+    try:
+        code = _child(request)
+    except BaseException:  # noqa: BLE001 - printed like an uncaught error
+        traceback.print_exc()
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def _serve() -> None:
@@ -191,7 +207,7 @@ def _serve() -> None:
             if pid == 0:
                 requests.close()
                 replies.close()
-                sys.exit(_child(request))
+                _exit(request)
             reply: dict = {"pid": pid}
         else:
             pid = request["pid"]
