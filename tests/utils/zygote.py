@@ -167,7 +167,10 @@ def _child(request: dict) -> int:
     try:
         main(sys.argv[1:])
     except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, int) or e.code is None:
+            return e.code or 0
+        print(e.code, file=sys.stderr)  # sys.exit("message"): printed, exit code 1
+        return 1
     return 0
 
 
