@@ -46,6 +46,13 @@ def in_own_loop(main) -> None:  # type: ignore[no-untyped-def]
         pool.submit(asyncio.run, main()).result()
 
 
+async def warm_cache(engine, tokens: dict[str, str]) -> TokenCache:  # type: ignore[no-untyped-def]
+    """A cache with a short period that has seen every device once."""
+    cache = TokenCache(engine, ttl=TTL)
+    assert await poll_all(cache, tokens) == [Verdict.OK] * N
+    return cache
+
+
 def selects(sent: list[str], table: str) -> int:
     return sum(1 for s in sent if s.lstrip().upper().startswith("SELECT") and table in s)
 
@@ -78,8 +85,7 @@ def test_a_stale_cache_is_read_again_once_while_polls_go_on(fleet):
     engine, tokens, sent = fleet
 
     async def run() -> None:
-        cache = TokenCache(engine, ttl=TTL)
-        await poll_all(cache, tokens)
+        cache = await warm_cache(engine, tokens)
         await asyncio.sleep(TTL * 1.5)  # stale, but less than three periods: nobody waits for the read
         sent.clear()
         assert await poll_all(cache, tokens) == [Verdict.OK] * N
@@ -94,8 +100,7 @@ def test_revocation_rotation_and_removal_reach_a_warm_cache_in_a_few_queries(fle
     engine, tokens, sent = fleet
 
     async def run() -> None:
-        cache = TokenCache(engine, ttl=TTL)
-        await poll_all(cache, tokens)
+        cache = await warm_cache(engine, tokens)
         with Session(engine) as session:  # another process changes three devices
             credentials.set_status(session, "d0001", DeviceStatus.REVOKED)
             rotated = credentials.rotate(session, "d0002")
@@ -124,8 +129,7 @@ def test_a_promotion_during_a_revision_read_is_not_undone_by_it(fleet, monkeypat
     engine, tokens, _ = fleet
 
     async def run() -> None:
-        cache = TokenCache(engine, ttl=TTL)
-        await poll_all(cache, tokens)
+        cache = await warm_cache(engine, tokens)
         with Session(engine) as session:
             new = credentials.rotate(session, "d0005")
             session.commit()

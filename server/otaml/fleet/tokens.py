@@ -200,7 +200,8 @@ class TokenCache:
                     self._creds = fresh
                     self._unknown.clear()
         finally:
-            self._touched = None
+            with self._lock:
+                self._touched = None
 
     async def _loaded(self, device_id: str) -> Credential | None:
         """The stored credential of a device this process has not seen. Misses are read in batches,
